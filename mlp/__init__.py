@@ -1,0 +1,11 @@
+"""mlp-sweeps' NumPy core: an MLP with exact gradients, trained on MNIST-format data.
+
+NumPy and the standard library only; Hydra and MLflow wrap it from outside.
+"""
+
+from . import activations, losses
+from .config import ConfigError, DataConfig, TrainConfig
+from .train import Result, train
+
+__all__ = ["activations", "losses", "ConfigError", "DataConfig", "TrainConfig", "Result", "train"]
+__version__ = "0.1.0"

@@ -1,0 +1,262 @@
+"""Element-wise activations: one registry, forward and backward side by side.
+
+Each activation is a small stateful object: ``forward(x)`` caches exactly what
+``backward(gy)`` needs (computed from values the forward already produced), and
+``backward(gy)`` returns ``dL/dx`` given ``gy = dL/dy``.
+
+Adding an activation is one class with ``@register("name")`` in this file; the
+Hydra config group, the gradient checks and the sweeps pick it up from
+:func:`names`.
+
+Both methods accept ``out=`` so the network can run them in preallocated
+buffers; ``backward`` may also overwrite ``gy`` when it is passed as ``out``.
+Python-float constants are used so float32 inputs stay float32 (NEP 50).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["Activation", "get", "names", "register"]
+
+_REGISTRY: dict[str, type["Activation"]] = {}
+
+
+def register(name: str) -> Callable[[type["Activation"]], type["Activation"]]:
+    """Class decorator adding an activation to the registry under ``name``."""
+
+    def deco(cls: type[Activation]) -> type[Activation]:
+        if name in _REGISTRY:
+            raise ValueError(f"activation {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def names() -> list[str]:
+    """Sorted names of the registered activations."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> "Activation":
+    """A new activation instance by name.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not registered; the message lists the valid names.
+    """
+    try:
+        cls = _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown activation {name!r}; valid activations: {', '.join(names())}"
+        ) from None
+    return cls()
+
+
+class Activation:
+    """Base class: ``y = f(x)`` element-wise."""
+
+    name: str = ""
+
+    def forward(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """y = f(x).
+
+        Parameters
+        ----------
+        x : ndarray of shape (batch, dim)
+        out : ndarray of shape (batch, dim), optional
+            Where to write ``y`` (may be ``x`` itself: ``x`` is not needed afterwards
+            unless the activation caches it, in which case it copies what it needs).
+        """
+        raise NotImplementedError
+
+    def backward(self, gy: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """dL/dx = gy * f'(x), from the values cached by the last ``forward``.
+
+        Parameters
+        ----------
+        gy : ndarray of shape (batch, dim)
+            dL/dy.
+        out : ndarray of shape (batch, dim), optional
+            Where to write dL/dx; may be ``gy``.
+        """
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _buffer(cache: dict, key: str, like: np.ndarray) -> np.ndarray:
+    """A scratch array shaped like ``like``, reused across calls of the same shape."""
+    buf = cache.get(key)
+    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+        buf = np.empty_like(like)
+        cache[key] = buf
+    return buf
+
+
+@register("relu")
+class ReLU(Activation):
+    """y = max(x, 0); dy/dx = 1[y > 0]."""
+
+    def forward(self, x, out=None):
+        self.y = np.maximum(x, 0.0, out=out)
+        return self.y
+
+    def backward(self, gy, out=None):
+        # sklearn's inplace_relu_derivative: zero the gradient where the unit was off.
+        out = np.multiply(gy, self.y > 0.0, out=out)
+        return out
+
+
+@register("sigmoid")
+class Sigmoid(Activation):
+    """y = 1 / (1 + exp(-x)); dy/dx = y (1 - y)."""
+
+    def __init__(self):
+        self._buf: dict = {}
+
+    def forward(self, x, out=None):
+        # 1 / (1 + exp(-x)) overflows harmlessly to 0 for x << 0 (exp -> inf, 1/inf = 0).
+        with np.errstate(over="ignore"):
+            y = np.negative(x, out=out)
+            np.exp(y, out=y)
+            y += 1.0
+            np.reciprocal(y, out=y)
+        self.y = y
+        return y
+
+    def backward(self, gy, out=None):
+        t = _buffer(self._buf, "t", gy)
+        np.subtract(1.0, self.y, out=t)  # 1 - y
+        t *= self.y  # y (1 - y)
+        return np.multiply(gy, t, out=out)
+
+
+@register("selu")
+class SELU(Activation):
+    """y = lambda * x for x > 0, lambda * alpha * (exp(x) - 1) otherwise.
+
+    dy/dx = lambda for x > 0, y + lambda * alpha otherwise (Klambauer et al., 2017).
+    """
+
+    scale = 1.0507009873554805  # lambda
+    alpha = 1.6732632423543772
+
+    def __init__(self):
+        self._buf: dict = {}
+
+    def forward(self, x, out=None):
+        self.pos = np.greater(x, 0.0, out=self._bool(x))
+        neg = _buffer(self._buf, "neg", x)
+        with np.errstate(over="ignore"):
+            np.minimum(x, 0.0, out=neg)
+            np.expm1(neg, out=neg)
+        neg *= self.scale * self.alpha  # lambda alpha (exp(min(x,0)) - 1)
+        y = np.multiply(x, self.scale, out=out)
+        np.copyto(y, neg, where=~self.pos)
+        self.y = y
+        return y
+
+    def _bool(self, like):
+        buf = self._buf.get("bool")
+        if buf is None or buf.shape != like.shape:
+            buf = np.empty(like.shape, dtype=bool)
+            self._buf["bool"] = buf
+        return buf
+
+    def backward(self, gy, out=None):
+        d = _buffer(self._buf, "d", gy)
+        np.add(self.y, self.scale * self.alpha, out=d)  # derivative for x <= 0
+        np.copyto(d, self.scale, where=self.pos)  # derivative for x > 0
+        return np.multiply(gy, d, out=out)
+
+
+@register("swish")
+class Swish(Activation):
+    """y = x * s with s = sigmoid(x); dy/dx = s + y (1 - s) (Ramachandran et al., 2017)."""
+
+    def __init__(self):
+        self._buf: dict = {}
+
+    def forward(self, x, out=None):
+        s = _buffer(self._buf, "s", x)
+        with np.errstate(over="ignore"):
+            np.negative(x, out=s)
+            np.exp(s, out=s)
+            s += 1.0
+            np.reciprocal(s, out=s)
+        self.s = s
+        self.y = np.multiply(x, s, out=out)
+        return self.y
+
+    def backward(self, gy, out=None):
+        d = _buffer(self._buf, "d", gy)
+        np.subtract(1.0, self.s, out=d)  # 1 - s
+        d *= self.y  # y (1 - s)
+        d += self.s  # s + y (1 - s)
+        return np.multiply(gy, d, out=out)
+
+
+@register("gelu")
+class GELU(Activation):
+    """The tanh approximation (Hendrycks & Gimpel, 2016), as in the study.
+
+    y = 0.5 x (1 + t),  t = tanh(c (x + 0.044715 x^3)),  c = sqrt(2 / pi)
+
+    dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2)
+
+    Analytic, so it costs a few element-wise passes like the others (the study used
+    finite differences here, which made GELU its slowest run).
+    """
+
+    c = math.sqrt(2.0 / math.pi)
+    k = 0.044715
+
+    def __init__(self):
+        self._buf: dict = {}
+
+    def forward(self, x, out=None):
+        x2 = _buffer(self._buf, "x2", x)
+        t = _buffer(self._buf, "t", x)
+        np.multiply(x, x, out=x2)  # x^2, kept for backward
+        np.multiply(x2, self.k, out=t)
+        t += 1.0
+        t *= x  # x + k x^3
+        t *= self.c
+        np.tanh(t, out=t)
+        self.t = t
+        self.x2 = x2
+        # x is needed in backward; keep a copy when the output overwrites it.
+        if out is x:
+            xc = _buffer(self._buf, "x", x)
+            np.copyto(xc, x)
+            x = xc
+        self.x = x
+        y = np.add(t, 1.0, out=out)
+        y *= x
+        y *= 0.5
+        return y
+
+    def backward(self, gy, out=None):
+        d = _buffer(self._buf, "d", gy)
+        # 0.5 x c (1 + 3k x^2) (1 - t^2) + 0.5 (1 + t)
+        np.multiply(self.x2, 3.0 * self.k, out=d)
+        d += 1.0
+        d *= self.x
+        d *= 0.5 * self.c
+        e = _buffer(self._buf, "e", gy)
+        np.multiply(self.t, self.t, out=e)
+        np.subtract(1.0, e, out=e)  # 1 - t^2
+        d *= e
+        d += 0.5
+        np.multiply(self.t, 0.5, out=e)
+        d += e
+        return np.multiply(gy, d, out=out)

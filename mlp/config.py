@@ -1,0 +1,145 @@
+"""The training configuration as plain dataclasses, and its validation.
+
+The core reads only these; the Hydra layer (``conf/``) builds its typed schema from the
+same registries and converts its composed config with :meth:`TrainConfig.from_dict`.
+Defaults are the published study's baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+from . import activations, losses
+from .data import DATASETS, NORMALIZATIONS
+from .layers import INITS
+from .network import DTYPES
+
+__all__ = ["ConfigError", "DataConfig", "TrainConfig"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names it and the valid choices."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist"
+    root: str | None = None  # None: the dataset's default folder
+    normalize: str = "study"
+    train_limit: int | None = None
+    test_limit: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    activation: str = "relu"
+    loss: str = "cross_entropy"
+    # reduction (None: the study's for that loss) and the loss's own parameters
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    depth: int = 1
+    hidden_size: int = 784
+    dropout: float = 0.0
+    init: str = "normal"
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    batch_size: int = 100
+    epochs: int = 100
+    test_every: int = 5
+    seed: int = 0
+    dtype: str = "float32"
+    data: DataConfig = field(default_factory=DataConfig)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """Build from a mapping (e.g. a resolved Hydra config).
+
+        ``activation`` may be a name or ``{"name": ...}``; ``loss`` a name or
+        ``{"name": ..., "reduction": ..., <params>}``. Keys that are not training
+        settings (``tracking``, ``hydra``, ...) are ignored.
+        """
+        d = dict(d)
+        kw: dict[str, Any] = {}
+        act = d.get("activation", cls.activation)
+        kw["activation"] = act["name"] if isinstance(act, Mapping) else act
+        loss = d.get("loss", cls.loss)
+        if isinstance(loss, Mapping):
+            loss = dict(loss)
+            kw["loss"] = loss.pop("name")
+            kw["loss_params"] = {k: v for k, v in loss.items() if v is not None or k != "reduction"}
+        else:
+            kw["loss"] = loss
+            kw["loss_params"] = dict(d.get("loss_params") or {})
+        data = d.get("data") or {}
+        names = {f.name for f in fields(DataConfig)}
+        kw["data"] = DataConfig(**{k: v for k, v in dict(data).items() if k in names})
+        for f in fields(cls):
+            if f.name not in kw and f.name in d:
+                kw[f.name] = d[f.name]
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def reduction(self) -> str:
+        return self.loss_params.get("reduction") or losses.study_reduction(self.loss)
+
+    def make_loss(self) -> losses.Loss:
+        params = {k: v for k, v in self.loss_params.items() if k != "reduction"}
+        return losses.get(self.loss, reduction=self.reduction, **params)
+
+    def validate(self) -> "TrainConfig":
+        """Check every value before any work; raise :class:`ConfigError` naming the first
+        bad one with its valid range or choices. Returns ``self``."""
+        _choice("activation", self.activation, activations.names())
+        _choice("loss", self.loss, losses.names())
+        red = self.loss_params.get("reduction")
+        if red is not None:
+            _choice("loss.reduction", red, losses.REDUCTIONS)
+        try:
+            self.make_loss()
+        except ValueError as e:
+            raise ConfigError(f"loss: {e}") from None
+        _int("depth", self.depth, 0)
+        _int("hidden_size", self.hidden_size, 1)
+        _num("dropout", self.dropout, 0.0, 1.0, "[0, 1)", lo_open=False, hi_open=True)
+        _choice("init", self.init, INITS)
+        _num("lr", self.lr, 0.0, math.inf, "> 0", lo_open=True)
+        _num("momentum", self.momentum, 0.0, 1.0, "[0, 1)", lo_open=False, hi_open=True)
+        _num("weight_decay", self.weight_decay, 0.0, math.inf, ">= 0", lo_open=False)
+        _int("batch_size", self.batch_size, 1)
+        _int("epochs", self.epochs, 1)
+        _int("test_every", self.test_every, 1)
+        _int("seed", self.seed, 0)
+        _choice("dtype", self.dtype, DTYPES)
+        _choice("data.name", self.data.name, list(DATASETS))
+        _choice("data.normalize", self.data.normalize, list(NORMALIZATIONS))
+        for k in ("train_limit", "test_limit"):
+            v = getattr(self.data, k)
+            if v is not None:
+                _int(f"data.{k}", v, 1, none_ok=True)
+        return self
+
+
+def _choice(key: str, value: Any, valid) -> None:
+    if value not in valid:
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+
+
+def _int(key: str, value: Any, lo: int, none_ok: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}={value!r} must be an integer >= {lo}"
+                          + (" or null" if none_ok else ""))
+    if value < lo:
+        raise ConfigError(f"{key}={value!r} is out of range: must be an integer >= {lo}")
+
+
+def _num(key: str, value: Any, lo: float, hi: float, rng: str, lo_open: bool = False,
+         hi_open: bool = True) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r} must be a finite number {rng}")
+    if (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi):
+        raise ConfigError(f"{key}={value!r} is out of range: must be {rng}")

@@ -1,0 +1,146 @@
+"""Layers with parameters or randomness: Linear and (inverted) Dropout.
+
+Hot-path outputs are written into buffers kept per batch shape (:class:`Buffers`),
+so a training step allocates nothing large; an array a layer returns is valid until
+its next call with the same batch shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["Buffers", "Dropout", "Linear", "INITS"]
+
+INITS = ("normal", "he", "xavier")
+
+
+class Buffers:
+    """Scratch arrays reused across calls, keyed by (name, shape, dtype)."""
+
+    def __init__(self):
+        self._d: dict = {}
+
+    def get(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        key = (name, shape, np.dtype(dtype))
+        buf = self._d.get(key)
+        if buf is None:
+            buf = self._d[key] = np.empty(shape, dtype=dtype)
+        return buf
+
+
+def init_weights(init: str, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    """Initial weights, ndarray of shape (fan_in, fan_out), float64.
+
+    - ``normal``: N(0, 0.01^2), as in the study;
+    - ``he``: N(0, 2 / fan_in) (He et al., 2015), for ReLU-like units;
+    - ``xavier``: U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010).
+    """
+    shape = (fan_in, fan_out)
+    if init == "normal":
+        return rng.normal(0.0, 0.01, size=shape)
+    if init == "he":
+        return rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
+    if init == "xavier":
+        a = math.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-a, a, size=shape)
+    raise ValueError(f"unknown init {init!r}; valid inits: {', '.join(INITS)}")
+
+
+class Linear:
+    """u = x W + b.
+
+    Parameters
+    ----------
+    in_dim, out_dim : int
+    init : {"normal", "he", "xavier"}
+        See :func:`init_weights`; biases start at 0.
+    rng : numpy.random.Generator
+    dtype : numpy dtype
+
+    Attributes
+    ----------
+    W : ndarray of shape (in_dim, out_dim)
+    b : ndarray of shape (out_dim,)
+    dW, db : gradients of the same shapes, filled by :meth:`backward`.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, *, init: str = "normal",
+                 rng: np.random.Generator | None = None, dtype="float32"):
+        rng = np.random.default_rng() if rng is None else rng
+        self.W = init_weights(init, in_dim, out_dim, rng).astype(dtype)
+        self.b = np.zeros(out_dim, dtype=dtype)
+        self.dW = np.zeros_like(self.W)
+        self.db = np.zeros_like(self.b)
+        self._buf = Buffers()
+
+    @property
+    def params(self) -> list[np.ndarray]:
+        return [self.W, self.b]
+
+    @property
+    def grads(self) -> list[np.ndarray]:
+        return [self.dW, self.db]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """u = x W + b; x: (batch, in_dim) -> u: (batch, out_dim). Caches x."""
+        self.x = x
+        u = self._buf.get("u", (x.shape[0], self.W.shape[1]), self.W.dtype)
+        np.matmul(x, self.W, out=u)
+        u += self.b
+        return u
+
+    def backward(self, gu: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """Fill dW = x^T gu and db = sum_batch gu; return dL/dx = gu W^T (batch, in_dim).
+
+        The first layer of a network skips dL/dx (``need_input_grad=False``): it is a
+        full-size matrix product nobody uses.
+        """
+        np.matmul(self.x.T, gu, out=self.dW)
+        np.sum(gu, axis=0, out=self.db)
+        if not need_input_grad:
+            return None
+        gx = self._buf.get("gx", (gu.shape[0], self.W.shape[0]), self.W.dtype)
+        np.matmul(gu, self.W.T, out=gx)
+        return gx
+
+
+class Dropout:
+    """Inverted dropout: in training, zero each unit with probability ``p`` and scale
+    the survivors by 1 / (1 - p); identity in evaluation.
+
+    ``p`` has PyTorch's meaning (probability of zeroing), so the study's keep
+    probability 0.8 is ``p = 0.2``.
+
+    y = x * m,  m_ij = 1[r_ij >= p] / (1 - p),  r ~ U[0, 1);   dL/dx = gy * m.
+    """
+
+    def __init__(self, p: float, rng: np.random.Generator | None = None):
+        if not (0.0 <= p < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.rng = np.random.default_rng() if rng is None else rng
+        self.mask: np.ndarray | None = None
+        self._buf = Buffers()
+
+    def forward(self, x: np.ndarray, train: bool = True, mask: np.ndarray | None = None,
+                out: np.ndarray | None = None) -> np.ndarray:
+        """Apply dropout; ``mask`` (already scaled, shape of x) fixes the mask, for tests."""
+        if not train or self.p == 0.0:
+            self.mask = None
+            return x
+        if mask is None:
+            r = self._buf.get("r", x.shape, x.dtype)
+            self.rng.random(out=r, dtype=x.dtype)
+            mask = self._buf.get("m", x.shape, x.dtype)
+            np.greater_equal(r, self.p, out=mask)  # 1.0 / 0.0
+            mask *= 1.0 / (1.0 - self.p)
+        self.mask = mask
+        return np.multiply(x, mask, out=out)
+
+    def backward(self, gy: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """dL/dx = gy * m (gy itself when the last forward was the identity)."""
+        if self.mask is None:
+            return gy
+        return np.multiply(gy, self.mask, out=out)
