@@ -47,7 +47,8 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _cls(name: str) -> type["Loss"]:
+def loss_class(name: str) -> type["Loss"]:
+    """The registered class for ``name`` (ValueError listing the valid names if unknown)."""
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
@@ -56,7 +57,7 @@ def _cls(name: str) -> type["Loss"]:
 
 def params(name: str) -> dict[str, Any]:
     """The loss's own parameters and their defaults (``reduction`` excluded)."""
-    sig = inspect.signature(_cls(name).__init__)
+    sig = inspect.signature(loss_class(name).__init__)
     return {
         p.name: p.default
         for p in sig.parameters.values()
@@ -66,7 +67,7 @@ def params(name: str) -> dict[str, Any]:
 
 def study_reduction(name: str) -> str:
     """The reduction whose gradient the published study's code used for this loss."""
-    return _cls(name).study_reduction
+    return loss_class(name).study_reduction
 
 
 def get(name: str, reduction: str = "mean", **kwargs: Any) -> "Loss":
@@ -78,7 +79,7 @@ def get(name: str, reduction: str = "mean", **kwargs: Any) -> "Loss":
         Unknown name (lists the valid ones), unknown parameter (lists the loss's
         parameters), or a parameter out of range.
     """
-    cls = _cls(name)
+    cls = loss_class(name)
     valid = params(name)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:

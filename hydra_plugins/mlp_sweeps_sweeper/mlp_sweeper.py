@@ -1,0 +1,227 @@
+"""The ``mlp`` Hydra sweeper: grid sweeps with planning, validation and tracking up front.
+
+What it adds to Hydra's basic sweeper (whose grid syntax it keeps):
+
+- ``grids``: a named union of grids (each a cartesian product, like ``params``), so one
+  file can run every grid of the study; identical configurations are run once;
+- every job's config is composed and validated *before* anything runs or is recorded: a
+  bad value in any job fails the whole sweep within seconds, with the job named;
+- in the launching process, before workers start: the MLflow experiment and one parent
+  run per multirun (parallel workers creating them on SQLite race: mlflow #4123, #10334);
+  each job gets ``tracking.parent_run_id`` and its share of BLAS threads as overrides,
+  which works with any launcher (joblib, Ray, SLURM);
+- failed jobs do not stop the others; the sweep ends with a one-screen summary (planned,
+  finished, diverged, failed) checked against the store, logged on the parent run, and a
+  non-zero exit status if any job failed.
+"""
+
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException, HydraException
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MlpSweeperConf:
+    _target_: str = "hydra_plugins.mlp_sweeps_sweeper.mlp_sweeper.MlpSweeper"
+    max_batch_size: Optional[int] = None
+    # one grid: key -> comma-separated values (Hydra's sweep syntax)
+    params: Optional[Dict[str, str]] = None
+    # a union of named grids: name -> {key -> values}; ``params`` apply to every grid
+    grids: Optional[Dict[str, Dict[str, str]]] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="mlp", node=MlpSweeperConf,
+                             provider="mlp_sweeps")
+
+
+class InvalidSweep(CompactHydraException):
+    """A job of the sweep has an invalid configuration (nothing was run or recorded)."""
+
+
+class SweepFailed(CompactHydraException):
+    """Some jobs of the sweep failed (the others finished and are recorded)."""
+
+
+class MlpSweeper(Sweeper):
+    def __init__(self, max_batch_size: Optional[int] = None,
+                 params: Optional[Dict[str, str]] = None,
+                 grids: Optional[Dict[str, Dict[str, str]]] = None):
+        self.max_batch_size = max_batch_size
+        self.params = dict(params or {})
+        self.grids = {k: dict(v or {}) for k, v in (grids or {}).items()}
+        self.config: Optional[DictConfig] = None
+        self.launcher = None
+        self.hydra_context: Optional[HydraContext] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    # planning ----------------------------------------------------------------------------
+    def _expand(self, overrides: List[str]) -> List[List[str]]:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(overrides), None)
+        return jobs
+
+    def plan(self, arguments: List[str]) -> List[tuple[List[str], List[str]]]:
+        """Every job's overrides and the grids it belongs to, duplicates merged."""
+        base = [f"{k}={v}" for k, v in self.params.items()]
+        if not self.grids:
+            return [(job, []) for job in self._expand(base + list(arguments))]
+        planned: Dict[tuple, List[str]] = {}
+        for gname, grid in self.grids.items():
+            grid_ov = [f"{k}={v}" for k, v in grid.items()]
+            for job in self._expand(grid_ov + base + list(arguments)):
+                planned.setdefault(tuple(job), []).append(gname)
+        return [(list(job), names) for job, names in planned.items()]
+
+    def _compose(self, overrides: Sequence[str]) -> DictConfig:
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(cfg):
+            cfg.pop("hydra", None)
+        return cfg
+
+    def validate(self, jobs: List[tuple[List[str], List[str]]]) -> List[tuple[List[str], List[str]]]:
+        """Compose and validate each job; merge jobs that train the same configuration."""
+        from mlp import ConfigError, TrainConfig
+        from mlp_sweeps.run import config_hash
+
+        seen: Dict[str, int] = {}
+        out: List[tuple[List[str], List[str]]] = []
+        for overrides, grids in jobs:
+            try:
+                cfg = self._compose(overrides)
+                tcfg = TrainConfig.from_dict(OmegaConf.to_container(cfg, resolve=True))
+                tcfg.validate()
+            except (ConfigError, ValueError) as e:
+                raise InvalidSweep(f"job {' '.join(overrides)}: {e}\n"
+                                   f"Nothing was run or recorded.") from None
+            h = config_hash(tcfg)
+            if h in seen:  # the same training configuration from another grid
+                out[seen[h]][1].extend(g for g in grids if g not in out[seen[h]][1])
+                continue
+            seen[h] = len(out)
+            out.append((overrides, list(grids)))
+        return out
+
+    def _threads(self, n_jobs_total: int) -> Optional[int]:
+        """BLAS threads per job (cores / parallel jobs) unless the user set them."""
+        if self.config.get("blas_threads") is not None:
+            return None
+        n_jobs = OmegaConf.select(self.config, "hydra.launcher.n_jobs", default=None)
+        cores = os.cpu_count() or 1
+        if n_jobs is None:  # a sequential launcher
+            parallel = 1
+        else:
+            parallel = cores if int(n_jobs) < 1 else int(n_jobs)
+        return max(1, cores // max(1, min(parallel, n_jobs_total)))
+
+    # sweeping ----------------------------------------------------------------------------
+    def sweep(self, arguments: List[str]) -> Any:
+        assert self.config is not None and self.launcher is not None
+        t0 = time.perf_counter()
+        jobs = self.validate(self.plan(list(arguments)))
+        log.info("Planned and validated %d jobs in %.2f s", len(jobs), time.perf_counter() - t0)
+
+        extra: List[str] = []
+        threads = self._threads(len(jobs))
+        if threads is not None:
+            extra.append(f"blas_threads={threads}")
+        tracking = self.config.tracking
+        tracker = parent = exp_id = None
+        if tracking.enabled:
+            from mlp_sweeps.tracking import Tracker
+
+            tracker = Tracker(tracking.uri)
+            exp_id = tracker.experiment_id(tracking.experiment)
+            sweep_dir = str(self.config.hydra.sweep.dir)
+            parent = tracker.start_run(exp_id, f"{tracking.experiment} sweep", tags={
+                "sweep": "parent",
+                "sweep_dir": sweep_dir,
+                "overrides": " ".join(arguments),
+                "planned": len(jobs),
+                "grids": ",".join(self.grids),
+                "status": "running",
+            })
+            tracker.log_params(parent, {"sweep.params": self.params, "sweep.grids": self.grids,
+                                        "sweep.arguments": " ".join(arguments)})
+            extra += [f"tracking.parent_run_id={parent}"]
+            log.info("Sweep recorded in %s, experiment %r, parent run %s",
+                     tracker.uri, tracking.experiment, parent)
+
+        batch_all = [ov + extra + ([f"tracking.grid=[{','.join(g)}]"] if g else [])
+                     for ov, g in jobs]
+        size = self.max_batch_size or len(batch_all)
+        returns: List[JobReturn] = []
+        status = "KILLED"
+        try:
+            for i in range(0, len(batch_all), size):
+                returns.extend(self.launcher.launch(batch_all[i:i + size], initial_job_idx=i))
+            status = "FINISHED"
+        finally:
+            summary = self._summarize(jobs, returns, tracker, exp_id, parent)
+            if tracker is not None:
+                failed = summary["failed"] + summary["missing"]
+                tracker.log_metrics(parent, {k: v for k, v in summary.items()
+                                             if isinstance(v, int)})
+                final = "FAILED" if status == "FINISHED" and failed else status
+                tracker.set_tags(parent, {"status": final.lower()})
+                tracker.end_run(parent, final)
+        if summary["failed"] or summary["missing"]:
+            raise SweepFailed(
+                f"{summary['failed']} of {summary['planned']} jobs failed"
+                + (f" and {summary['missing']} are missing from the store" if summary["missing"] else "")
+                + "; the others are recorded (see the summary above)")
+        return [returns]
+
+    def _summarize(self, jobs, returns: List[JobReturn], tracker, exp_id, parent) -> Dict[str, Any]:
+        counts = {"planned": len(jobs), "finished": 0, "diverged": 0, "failed": 0, "missing": 0}
+        failures = []
+        for (overrides, _), r in zip(jobs, returns):
+            if r.status == JobStatus.COMPLETED:
+                st = (r._return_value or {}).get("status", "finished")
+                counts["diverged" if st == "diverged" else "finished"] += 1
+            else:
+                counts["failed"] += 1
+                failures.append((overrides, r._return_value))
+        not_run = len(jobs) - len(returns)
+        lines = ["", "Sweep summary", "-------------",
+                 "  ".join(f"{k}: {v}" for k, v in counts.items() if k != "missing")]
+        if not_run:
+            lines.append(f"not run (interrupted): {not_run}")
+        for overrides, err in failures:
+            lines.append(f"FAILED {' '.join(o for o in overrides)}: {type(err).__name__}: {err}")
+        if tracker is not None:
+            runs = tracker.children(exp_id, parent)
+            by_status: Dict[str, int] = {}
+            for r in runs:
+                st = r.data.tags.get("status", "?")
+                by_status[st] = by_status.get(st, 0) + 1
+            counts["missing"] = max(0, len(returns) - len(runs))
+            lines.append(f"store: {len(runs)} child runs of parent {parent} "
+                         f"({', '.join(f'{k}: {v}' for k, v in sorted(by_status.items()))})")
+            if counts["missing"]:
+                lines.append(f"MISSING from the store: {counts['missing']} runs")
+        text = "\n".join(lines)
+        log.info(text)
+        return counts

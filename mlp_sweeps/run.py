@@ -1,0 +1,211 @@
+"""One tracked training run from a composed Hydra config: the body of ``train.py``.
+
+Validates the config (before any run is created), sets the BLAS threads, opens an MLflow
+run (a child of the sweep's parent run in a multirun), trains with :func:`mlp.train`
+logging every epoch, writes the artifacts into the job's Hydra output folder and logs
+them, and closes the run in ``finally`` with the right status. Exceptions are recorded on
+the run (status FAILED, traceback in a tag) and re-raised.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import traceback
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from mlp import ConfigError, TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+
+class InvalidConfig(CompactHydraException, ValueError):
+    """A bad configuration value (Hydra prints the message without a traceback)."""
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# overrides that do not change what is trained: left out of run names
+_NOT_IN_NAME = ("tracking.", "hydra.", "sweep=", "blas_threads=", "progress=")
+
+
+def run_name(overrides: list[str]) -> str:
+    """``activation=gelu,loss=hinge`` from a job's overrides; ``baseline`` if none."""
+    keep = [o for o in overrides if not o.lstrip("+~").startswith(_NOT_IN_NAME)]
+    return ",".join(o.lstrip("+") for o in keep) or "baseline"
+
+
+def config_hash(tcfg: TrainConfig) -> str:
+    """Identity of what is trained: the resolved training config (seed included;
+    tracking and output settings excluded)."""
+    blob = json.dumps(tcfg.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                             text=True, timeout=5)
+        sha = out.stdout.strip()
+        if out.returncode == 0 and sha:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                   cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+            return sha + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def blas_threads(requested: int | None, n_parallel: int) -> int:
+    """Threads per job so that jobs x threads <= cores."""
+    cores = os.cpu_count() or 1
+    if requested is not None:
+        if requested < 1:
+            raise InvalidConfig(f"blas_threads={requested!r} must be an integer >= 1 or null")
+        return requested
+    return max(1, cores // max(1, n_parallel))
+
+
+def _hydra_context() -> tuple[Path | None, list[str], bool, int]:
+    """(output dir, task overrides, is multirun, parallel jobs) of the current Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, [], False, 1
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    n_parallel = 1
+    if multirun:
+        n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=None)  # None: sequential
+        if n_jobs is not None:
+            n_parallel = (os.cpu_count() or 1) if int(n_jobs) < 1 else int(n_jobs)
+    return Path(hc.runtime.output_dir), list(hc.overrides.task), multirun, n_parallel
+
+
+def write_metrics_csv(history: list[dict[str, Any]], path: Path) -> Path:
+    cols = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s",
+            "eval_time_s"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(history)
+    return path
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train and track one configuration; returns its summary metrics and status."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        tcfg = TrainConfig.from_dict(container).validate()  # before anything else
+    except ConfigError as e:
+        raise InvalidConfig(f"{e}\nNothing was run or recorded.") from None
+    out_dir, overrides, multirun, n_parallel = _hydra_context()
+    threads = blas_threads(cfg.get("blas_threads"), n_parallel)
+    tr = cfg.tracking
+    name = tr.run_name or run_name(overrides)
+
+    tracker = run_id = None
+    if tr.enabled:
+        from .tracking import Tracker, flatten
+
+        tracker = Tracker(tr.uri)
+        exp_id = tracker.experiment_id(tr.experiment)
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        actual = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        tags = {
+            "overrides": " ".join(overrides),
+            "config_hash": config_hash(tcfg),
+            "git_commit": git_commit(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "blas_threads": ",".join(map(str, actual)) or "none",
+            "sweep_parent": tr.parent_run_id or "",
+            "grid": ",".join(tr.grid or []),
+            "status": "running",
+        }
+        if tracker is not None:
+            run_id = tracker.start_run(exp_id, name, tags, parent_run_id=tr.parent_run_id)
+        status = "FAILED"
+        try:
+            if tracker is not None:
+                params = flatten({k: v for k, v in container.items() if k != "tracking"})
+                tracker.log_params(run_id, params)
+            bar = _progress(tcfg.epochs, enabled=cfg.get("progress", True) and not multirun,
+                            desc=name)
+
+            def on_epoch(rec: dict[str, Any]) -> None:
+                if tracker is not None:
+                    tracker.log_metrics(run_id, {k: v for k, v in rec.items() if k != "epoch"},
+                                        step=rec["epoch"])
+                if bar is not None:
+                    bar.set_postfix({k: f"{rec[k]:.4f}" for k in
+                                     ("train_loss", "train_acc", "test_loss", "test_acc")
+                                     if k in rec}, refresh=False)
+                    bar.update(1)
+                elif multirun:
+                    log.info("%s epoch %d %s", name, rec["epoch"],
+                             {k: round(v, 4) for k, v in rec.items() if k != "epoch"})
+
+            try:
+                result = train(tcfg, callback=on_epoch)
+            finally:
+                if bar is not None:
+                    bar.close()
+            summary = dict(result.metrics)
+            for k, v in result.timing.items():
+                summary[f"time_{k}_s"] = v
+            if tracker is not None:
+                tracker.log_metrics(run_id, summary, step=len(result.history))
+                if out_dir is not None:
+                    out_dir.mkdir(parents=True, exist_ok=True)
+                    files = _artifacts(cfg, result, out_dir)
+                    tracker.log_artifacts(run_id, files)
+                tracker.set_tags(run_id, {"status": result.status})
+            status = "FINISHED"
+            summary.update(status=result.status, run_id=run_id, run_name=name)
+            where = f"run {run_id} in {tracker.uri}" if tracker else "(tracking disabled)"
+            log.info("%s: %s, final test acc %s; recorded as %s", name, result.status,
+                     summary.get("final_test_acc"), where)
+            return summary
+        except BaseException as e:
+            if tracker is not None:
+                interrupted = isinstance(e, KeyboardInterrupt)
+                status = "KILLED" if interrupted else "FAILED"
+                tracker.set_tags(run_id, {"status": "killed" if interrupted else "failed",
+                                          "error": "".join(traceback.format_exception(e))[-5000:]})
+            raise
+        finally:
+            if tracker is not None:
+                tracker.end_run(run_id, status)
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True)
+
+
+def _artifacts(cfg: DictConfig, result, out_dir: Path) -> list[Path]:
+    from .report import plot_learning_curves
+
+    cfg_path = out_dir / "config.yaml"
+    OmegaConf.save(cfg, cfg_path, resolve=True)
+    csv_path = write_metrics_csv(result.history, out_dir / "metrics.csv")
+    files = [cfg_path, csv_path]
+    if result.history:
+        files.append(plot_learning_curves(result.history, out_dir / "learning_curves.png"))
+    return files

@@ -1,0 +1,116 @@
+"""Typed Hydra schema, generated from the core's registries.
+
+Registered in Hydra's ConfigStore by :func:`register` (idempotent):
+
+- ``config_schema``: the top-level schema (flat training keys, ``tracking``);
+- group ``activation``: one node per name in :func:`mlp.activations.names`;
+- group ``loss``: one node per name in :func:`mlp.losses.names`, with the loss's own
+  parameters (from its signature) and the study's gradient reduction as default;
+- group ``data``: ``mnist``, ``fashion_mnist``.
+
+A new activation or loss in ``mlp/`` therefore appears here, in ``--help`` and in the
+valid-choices error without any config file to edit. Types are checked by OmegaConf at
+composition (a misspelled key or a non-number fails there); ranges by
+:meth:`mlp.TrainConfig.validate` before any run is created.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from mlp import activations, losses
+from mlp.data import DATASETS
+
+__all__ = ["Config", "DataConf", "TrackingConf", "register"]
+
+
+@dataclass
+class ActivationConf:
+    name: str = MISSING
+
+
+@dataclass
+class DataConf:
+    name: str = "mnist"
+    root: Optional[str] = None  # null: the dataset's default folder
+    normalize: str = "study"  # study: (x - 128) / 255; unit: x / 255; none
+    train_limit: Optional[int] = None  # first N training examples (null: all)
+    test_limit: Optional[int] = None
+
+
+@dataclass
+class TrackingConf:
+    enabled: bool = True
+    # null: $MLFLOW_TRACKING_URI if set, else sqlite:///<project>/mlruns/mlflow.db
+    uri: Optional[str] = None
+    experiment: str = "mlp-sweeps"
+    run_name: Optional[str] = None  # null: from the overrides, e.g. "activation=gelu,loss=hinge"
+    parent_run_id: Optional[str] = None  # set by the sweeper for each job of a multirun
+    grid: Optional[List[str]] = None  # set by the sweeper: the study grids a job belongs to
+
+
+@dataclass
+class Config:
+    activation: Any = MISSING
+    loss: Any = MISSING
+    data: DataConf = MISSING
+    depth: int = 1
+    hidden_size: int = 784
+    dropout: float = 0.0
+    init: str = "normal"
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    batch_size: int = 100
+    epochs: int = 100
+    test_every: int = 5
+    seed: int = 0
+    dtype: str = "float32"
+    # BLAS threads for this run; null: cores / parallel jobs (all cores for a single run)
+    blas_threads: Optional[int] = None
+    progress: bool = True  # live progress bar (single runs)
+    tracking: TrackingConf = field(default_factory=TrackingConf)
+
+
+def _type_of(default: Any, annotation: Any) -> Any:
+    if "Sequence" in str(annotation) or "list" in str(annotation):
+        return Any  # e.g. focal alpha: a number or one per class
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, (int, float)):
+        return float  # loss parameters are real numbers
+    return Any
+
+
+def loss_schema(name: str) -> type:
+    """A dataclass for loss ``name``: ``name``, ``reduction`` and its own parameters."""
+    fields = [("name", str, field(default=name)),
+              ("reduction", str, field(default=losses.study_reduction(name)))]
+    sig = inspect.signature(losses.loss_class(name).__init__)
+    for p, default in losses.params(name).items():
+        fields.append((p, _type_of(default, sig.parameters[p].annotation), field(default=default)))
+    cls_name = "".join(w.capitalize() for w in name.split("_")) + "LossConf"
+    return make_dataclass(cls_name, fields)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def register() -> None:
+    """Store the schema and groups; register the ``${project_root:}`` resolver."""
+    if not OmegaConf.has_resolver("project_root"):
+        OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for n in activations.names():
+        cs.store(group="activation", name=n, node=ActivationConf(name=n))
+    for n in losses.names():
+        cs.store(group="loss", name=n, node=loss_schema(n))
+    for n in DATASETS:
+        cs.store(group="data", name=n, node=DataConf(name=n))

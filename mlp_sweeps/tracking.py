@@ -1,0 +1,156 @@
+"""MLflow tracking: the only module that imports mlflow.
+
+Everything goes through an explicit :class:`mlflow.MlflowClient` and run ids, never the
+fluent API's process-global active run, so parallel jobs and parent/child runs cannot
+step on each other (an inherited ``MLFLOW_RUN_ID`` makes a child overwrite its parent:
+mlflow #15713; it is removed from the environment here).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STORE = PROJECT_ROOT / "mlruns"
+
+# Fail fast on an unreachable server instead of retrying for minutes.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+os.environ.pop("MLFLOW_RUN_ID", None)
+
+import mlflow  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used (unreachable server, bad URI)."""
+
+
+def resolve_uri(uri: str | None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else the project's SQLite store
+    (``sqlite:///<project>/mlruns/mlflow.db``, whatever the current directory)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        DEFAULT_STORE.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{DEFAULT_STORE / 'mlflow.db'}"
+    return uri
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment's artifacts go: beside a local SQLite store, else the
+    server's choice (``--serve-artifacts``)."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        return (db.parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Raise :class:`TrackingError` within ``timeout`` seconds if ``uri`` cannot be used."""
+    scheme = urllib.parse.urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                r.read()
+        except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
+            raise TrackingError(
+                f"tracking server {uri} is not reachable ({e}); start it (see README "
+                f"'Scaling out'), fix tracking.uri / MLFLOW_TRACKING_URI, or run with "
+                f"tracking.enabled=false") from None
+    elif scheme == "sqlite":
+        db = Path(uri[len("sqlite:///"):])
+        if not db.parent.is_dir():
+            raise TrackingError(f"tracking store folder {db.parent} does not exist "
+                                f"(tracking.uri={uri})")
+    elif scheme in ("", "file"):
+        pass
+    elif scheme not in ("postgresql", "mysql", "mssql", "databricks"):
+        raise TrackingError(f"unsupported tracking URI scheme {scheme!r} in {uri!r}; use "
+                            f"sqlite:///path.db, http(s)://host:port, a database URI or a folder")
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"loss": {"name": "mse"}} -> {"loss.name": "mse"}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class Tracker:
+    """A thin wrapper around :class:`MlflowClient` for one tracking URI."""
+
+    def __init__(self, uri: str | None = None):
+        self.uri = resolve_uri(uri)
+        check_reachable(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    # experiments and runs -------------------------------------------------------------
+    def experiment_id(self, name: str) -> str:
+        """Id of experiment ``name``, created if missing (races resolved by re-reading)."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
+        except mlflow.exceptions.MlflowException:
+            exp = self.client.get_experiment_by_name(name)  # created meanwhile by another process
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def start_run(self, experiment_id: str, run_name: str, tags: Mapping[str, str] | None = None,
+                  parent_run_id: str | None = None) -> str:
+        tags = dict(tags or {})
+        if parent_run_id:
+            tags[PARENT_TAG] = parent_run_id
+        run = self.client.create_run(experiment_id, run_name=run_name,
+                                     tags={k: str(v) for k, v in tags.items()})
+        return run.info.run_id
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    # logging ------------------------------------------------------------------------------
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [Param(k, "None" if v is None else str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow's per-request limit
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def log_artifacts(self, run_id: str, paths: Iterable[Path]) -> None:
+        for p in paths:
+            self.client.log_artifact(run_id, str(p))
+
+    # reading --------------------------------------------------------------------------------
+    def children(self, experiment_id: str, parent_run_id: str) -> list:
+        return self.client.search_runs(
+            [experiment_id], filter_string=f"tags.{PARENT_TAG} = '{parent_run_id}'",
+            max_results=10000)

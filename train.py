@@ -1,0 +1,25 @@
+"""Train one configuration, or a sweep with ``-m``; every run is tracked in MLflow.
+
+    python train.py                                   # the study's baseline, one run
+    python train.py -m activation=selu,swish,gelu,relu,sigmoid
+    python train.py -m sweep=activations              # a grid of the study (sweeps/)
+
+The work is in :func:`mlp_sweeps.run.run` (tracking) and :func:`mlp.train` (the core).
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from mlp_sweeps import schema
+from mlp_sweeps.run import run
+
+schema.register()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> dict:
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
