@@ -21,17 +21,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mlp import ConfigError, TrainConfig, train
 
+from .errors import InvalidConfig
+
 log = logging.getLogger(__name__)
-
-
-class InvalidConfig(CompactHydraException, ValueError):
-    """A bad configuration value (Hydra prints the message without a traceback)."""
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # overrides that do not change what is trained: left out of run names

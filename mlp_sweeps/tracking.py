@@ -29,12 +29,10 @@ import mlflow  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from .errors import TrackingError  # noqa: E402
+
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
-
-
-class TrackingError(RuntimeError):
-    """The tracking store cannot be used (unreachable server, bad URI)."""
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -71,9 +69,11 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                 f"tracking.enabled=false") from None
     elif scheme == "sqlite":
         db = Path(uri[len("sqlite:///"):])
-        if not db.parent.is_dir():
-            raise TrackingError(f"tracking store folder {db.parent} does not exist "
-                                f"(tracking.uri={uri})")
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrackingError(f"cannot create the tracking store folder {db.parent} "
+                                f"(tracking.uri={uri}): {e}") from None
     elif scheme in ("", "file"):
         pass
     elif scheme not in ("postgresql", "mysql", "mssql", "databricks"):

@@ -25,10 +25,11 @@ from typing import Any, Dict, List, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import CompactHydraException, HydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mlp_sweeps.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +41,29 @@ class MlpSweeperConf:
     # one grid: key -> comma-separated values (Hydra's sweep syntax)
     params: Optional[Dict[str, str]] = None
     # a union of named grids: name -> {key -> values}; ``params`` apply to every grid
-    grids: Optional[Dict[str, Dict[str, str]]] = None
+    grids: Optional[Dict[str, Dict[str, Any]]] = None
+    # plan and validate only: print the jobs, run and record nothing
+    dry_run: bool = False
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="mlp", node=MlpSweeperConf,
                              provider="mlp_sweeps")
 
 
-class InvalidSweep(CompactHydraException):
+class InvalidSweep(UserError):
     """A job of the sweep has an invalid configuration (nothing was run or recorded)."""
 
 
-class SweepFailed(CompactHydraException):
+class SweepFailed(UserError):
     """Some jobs of the sweep failed (the others finished and are recorded)."""
 
 
 class MlpSweeper(Sweeper):
     def __init__(self, max_batch_size: Optional[int] = None,
                  params: Optional[Dict[str, str]] = None,
-                 grids: Optional[Dict[str, Dict[str, str]]] = None):
+                 grids: Optional[Dict[str, Dict[str, str]]] = None, dry_run: bool = False):
         self.max_batch_size = max_batch_size
+        self.dry_run = dry_run
         self.params = dict(params or {})
         self.grids = {k: dict(v or {}) for k, v in (grids or {}).items()}
         self.config: Optional[DictConfig] = None
@@ -142,6 +146,11 @@ class MlpSweeper(Sweeper):
         t0 = time.perf_counter()
         jobs = self.validate(self.plan(list(arguments)))
         log.info("Planned and validated %d jobs in %.2f s", len(jobs), time.perf_counter() - t0)
+        if self.dry_run:
+            for i, (ov, grids) in enumerate(jobs):
+                log.info("  #%d %s%s", i, " ".join(ov), f"  [{', '.join(grids)}]" if grids else "")
+            log.info("Dry run: %d jobs planned; nothing was run or recorded.", len(jobs))
+            return []
 
         extra: List[str] = []
         threads = self._threads(len(jobs))

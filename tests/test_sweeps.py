@@ -1,0 +1,341 @@
+"""The Hydra + MLflow layer: sweep files, validation of overrides, real multiruns tracked in
+real SQLite stores, and a real MLflow server reading them back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra._internal.callbacks import Callbacks
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import HydraContext
+from mlflow.tracking import MlflowClient
+
+import hydra_plugins.mlp_sweeps_sweeper.mlp_sweeper as mlp_sweeper
+from mlp import activations, losses
+from mlp_sweeps import schema
+
+ROOT = Path(__file__).resolve().parent.parent
+# A small real slice of MNIST: enough to train for real in well under a second per epoch.
+SMALL = ["data.train_limit=1000", "data.test_limit=300", "hidden_size=32", "epochs=2",
+         "test_every=1", "lr=1e-3"]
+
+# The study's grids and their sizes (issue 3).
+SWEEP_SIZES = {
+    "activations": 5, "losses": 4, "depth": 40, "lr": 6, "momentum": 7, "weight_decay": 5,
+    "batch_size": 5, "hidden_size": 8, "dropout": 2,
+    # union of all of them, the shared baseline configurations trained once
+    "study": 40 + 5 + 6 + 4 + 4 + 8 + 2,
+}
+
+
+def run_train(*args: str, tmp: Path, timeout: float = 600, env: dict | None = None):
+    """``python train.py ARGS`` in a subprocess, from an unrelated working directory."""
+    e = dict(os.environ, HYDRA_FULL_ERROR="0", **(env or {}))
+    e.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp,
+                          capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def store_args(tmp: Path, experiment: str = "test") -> list[str]:
+    return [f"tracking.uri=sqlite:///{tmp / 'store' / 'mlflow.db'}",
+            f"tracking.experiment={experiment}",
+            f"hydra.sweep.dir={tmp / 'multirun'}", f"hydra.run.dir={tmp / 'run'}"]
+
+
+# ---------------------------------------------------------------------------------------
+# composition: sweep files, schema from the registries
+# ---------------------------------------------------------------------------------------
+@pytest.fixture
+def planner():
+    """A real MlpSweeper wired to Hydra's real config loader, for planning only."""
+    schema.register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        def plan(*overrides: str):
+            # the primary config takes the non-sweep overrides; the sweeper expands the rest
+            cfg = compose("config", overrides=[o for o in overrides if "," not in o],
+                          return_hydra_config=True)
+            sw = cfg.hydra.sweeper
+            sweeper = mlp_sweeper.MlpSweeper(params=sw.params, grids=sw.grids)
+            sweeper.config = cfg
+            sweeper.hydra_context = HydraContext(
+                config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks())
+            return sweeper.validate(sweeper.plan(list(overrides)))
+
+        yield plan
+    GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize("sweep", sorted(SWEEP_SIZES))
+def test_each_sweep_file_plans_its_grid(planner, sweep):
+    jobs = planner(f"sweep={sweep}")
+    assert len(jobs) == SWEEP_SIZES[sweep]
+    assert len({tuple(ov) for ov, _ in jobs}) == len(jobs)
+
+
+def test_every_grid_of_the_study_has_a_file():
+    files = {p.stem for p in (ROOT / "sweeps").glob("*.yaml")}
+    assert files == set(SWEEP_SIZES)
+
+
+def test_study_sweep_trains_the_baseline_once_tagged_with_every_grid(planner):
+    jobs = planner("sweep=study")
+    # the activation and loss grids are slices of the depth factorial: their 4 + 3
+    # non-baseline jobs are each in 2 grids
+    assert sum(len(g) == 2 for _, g in jobs) == 7
+    shared = [(ov, g) for ov, g in jobs if len(g) > 2]
+    assert len(shared) == 1  # only the baseline configuration is in more
+    ov, grids = shared[0]
+    assert ov == ["activation=relu", "sweep=study"]  # first planned by the activations grid
+    assert set(grids) == {"activations", "losses", "depth", "lr", "momentum", "weight_decay",
+                          "batch_size"}
+
+
+def test_depth_sweep_is_the_full_factorial(planner):
+    jobs = planner("sweep=depth")
+    combos = {tuple(sorted(o for o in ov if o.split("=")[0] in ("activation", "loss", "depth")))
+              for ov, _ in jobs}
+    assert len(combos) == len(activations.names()) * len(losses.names()) * 2
+
+
+def test_groups_come_from_the_registries():
+    schema.register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        for name in activations.names():
+            assert compose("config", overrides=[f"activation={name}"]).activation.name == name
+        for name in losses.names():
+            cfg = compose("config", overrides=[f"loss={name}"])
+            assert cfg.loss.name == name
+            assert cfg.loss.reduction == losses.study_reduction(name)
+            assert set(cfg.loss) == {"name", "reduction", *losses.params(name)}
+    GlobalHydra.instance().clear()
+
+
+def test_study_gradient_scaling_is_the_default():
+    schema.register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        assert compose("config").loss.reduction == "sum"  # cross_entropy
+        assert compose("config", overrides=["loss=mse"]).loss.reduction == "mean"
+        assert compose("config", overrides=["loss=focal"]).loss.gamma == 2.0
+        assert compose("config", overrides=["loss=hinge"]).loss.margin == 5.0
+    GlobalHydra.instance().clear()
+
+
+def test_invalid_value_in_one_job_rejects_the_whole_sweep(planner):
+    # looked up now: Hydra's plugin scan re-executes the module, redefining its classes
+    with pytest.raises(mlp_sweeper.InvalidSweep, match=r"job lr=-1: lr=-1.0 is out of range"):
+        planner("lr=1e-3,-1")
+
+
+# ---------------------------------------------------------------------------------------
+# bad overrides: fail within seconds, before any training or any run is created
+# ---------------------------------------------------------------------------------------
+BAD = {
+    "activation=foo": ["foo", "gelu", "relu", "selu", "sigmoid", "swish"],
+    "loss=foo": ["foo", "cross_entropy", "focal", "hinge", "mse"],
+    "lr=-1": ["lr=-1"],
+    "lr=abc": ["lr", "abc"],
+    "batch_size=0": ["batch_size=0"],
+    "depth=-1": ["depth=-1"],
+    "loss=focal loss.gamma=-2": ["gamma", "-2"],
+    "hidden_size=0": ["hidden_size=0"],
+    "dropout=1.5": ["dropout=1.5"],
+    "momentum=1.0": ["momentum=1.0"],
+    "lrr=0.1": ["lrr"],
+    "loss.gama=3": ["gama"],
+    "hidden_size=big": ["hidden_size", "big"],
+    "data=foo": ["foo", "mnist", "fashion_mnist"],
+    "loss.reduction=avg": ["avg", "mean", "sum"],
+}
+
+
+@pytest.mark.parametrize("mode", ["-m", "single"])
+@pytest.mark.parametrize("bad", sorted(BAD))
+def test_bad_override_fails_fast_and_records_nothing(tmp_path, bad, mode):
+    args = ([mode] if mode == "-m" else []) + bad.split() + store_args(tmp_path)
+    t0 = time.perf_counter()
+    r = run_train(*args, tmp=tmp_path, timeout=60)
+    elapsed = time.perf_counter() - t0
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    for word in BAD[bad]:
+        assert word in out, f"{word!r} not in the error for {bad!r}:\n{out}"
+    assert elapsed < 30  # seconds, not a training run
+    assert not (tmp_path / "store" / "mlflow.db").exists()  # nothing recorded
+    assert not list(tmp_path.glob("*/**/metrics.csv"))
+
+
+# ---------------------------------------------------------------------------------------
+# real multiruns
+# ---------------------------------------------------------------------------------------
+def _children(client: MlflowClient, exp_id: str):
+    runs = client.search_runs([exp_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("sweep") == "parent"]
+    assert len(parents) == 1
+    kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return parents[0], kids
+
+
+@pytest.mark.slow
+def test_multirun_records_every_job_with_params_metrics_artifacts_parent(tmp_path):
+    r = run_train("-m", "activation=relu,gelu,sigmoid", *SMALL, *store_args(tmp_path, "acts"),
+                  tmp=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "planned: 3  finished: 3  diverged: 0  failed: 0" in r.stdout + r.stderr
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("acts")
+    parent, kids = _children(client, exp.experiment_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["planned"] == 3 and parent.data.metrics["finished"] == 3
+    assert sorted(k.data.params["activation.name"] for k in kids) == ["gelu", "relu", "sigmoid"]
+    for k in kids:
+        assert k.info.status == "FINISHED"
+        assert k.data.tags["status"] == "finished"
+        act = k.data.params["activation.name"]
+        assert k.info.run_name.startswith(f"activation={act}")
+        # params: the flattened resolved config
+        p = k.data.params
+        assert p["lr"] == "0.001" and p["loss.name"] == "cross_entropy"
+        assert p["loss.reduction"] == "sum" and p["data.train_limit"] == "1000"
+        assert p["depth"] == "1" and p["hidden_size"] == "32"
+        # tags: threads actually used, host, git commit, config identity
+        assert k.data.tags["blas_threads"] == "1"  # 2 cores / 2 parallel jobs
+        for tag in ("host", "git_commit", "config_hash", "overrides"):
+            assert k.data.tags[tag]
+        # every epoch's metrics, step = epoch
+        for key in ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s"):
+            hist = client.get_metric_history(k.info.run_id, key)
+            assert sorted(m.step for m in hist) == [1, 2], key
+        for key in ("train_time_s", "final_test_acc", "best_test_acc", "samples_per_s"):
+            assert key in k.data.metrics
+        assert 0.3 < k.data.metrics["final_test_acc"] <= 1.0 or act == "sigmoid"
+        arts = {a.path for a in client.list_artifacts(k.info.run_id)}
+        assert arts == {"config.yaml", "metrics.csv", "learning_curves.png"}
+        local = Path(client.download_artifacts(k.info.run_id, "metrics.csv", str(tmp_path)))
+        rows = local.read_text().splitlines()
+        assert rows[0].startswith("epoch,train_loss") and len(rows) == 3
+    # the store is where it was asked to be; nothing landed in the working directory
+    assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.slow
+def test_failed_and_diverged_jobs_do_not_stop_the_others(tmp_path):
+    # data.root pointing at a folder with an altered file fails inside that job only;
+    # lr=50 with the MSE sum-gradient diverges; the third job is fine.
+    bad_root = tmp_path / "bad_mnist"
+    shutil.copytree(ROOT / "data" / "mnist", bad_root)
+    target = bad_root / "t10k-labels.idx1-ubyte.gz"
+    os.chmod(target, 0o644)
+    target.write_bytes(target.read_bytes()[:-100])  # truncated
+    r = run_train("-m", f"data.root=null,{bad_root}", "loss=mse", "loss.reduction=sum",
+                  "lr=1e-3,50", *SMALL[:2], "hidden_size=32", "epochs=2",
+                  *store_args(tmp_path, "fail"), tmp=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert "planned: 4  finished: 1  diverged: 1  failed: 2" in out, out
+    assert "jobs failed" in out
+    client = MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    parent, kids = _children(client, client.get_experiment_by_name("fail").experiment_id)
+    assert parent.info.status == "FAILED"
+    by_status = sorted((k.info.status, k.data.tags["status"]) for k in kids)
+    assert by_status == [("FAILED", "failed"), ("FAILED", "failed"),
+                         ("FINISHED", "diverged"), ("FINISHED", "finished")]
+    failed = [k for k in kids if k.info.status == "FAILED"]
+    assert all("DataError" in k.data.tags["error"] for k in failed)
+    diverged = next(k for k in kids if k.data.tags["status"] == "diverged")
+    assert diverged.data.metrics["diverged_epoch"] >= 1
+
+
+@pytest.mark.slow
+def test_single_run_tracks_into_project_store_by_default_and_reports_where(tmp_path):
+    """A single run from another directory with no tracking.uri: the project's own store
+    (git-ignored ``mlruns/``), not the working directory. Uses a dedicated experiment and
+    deletes its run afterwards so the developer's store keeps only their own runs."""
+    exp_name = f"pytest-default-store-{os.getpid()}"
+    r = run_train(*SMALL, f"tracking.experiment={exp_name}", f"hydra.run.dir={tmp_path / 'run'}",
+                  tmp=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "recorded as run" in out and str(ROOT / "mlruns" / "mlflow.db") in out
+    assert not (tmp_path / "mlruns").exists()
+    client = MlflowClient(f"sqlite:///{ROOT / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(exp_name)
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.tags["blas_threads"] == str(os.cpu_count())  # a single run: all cores
+    client.delete_experiment(exp.experiment_id)
+
+
+# ---------------------------------------------------------------------------------------
+# a real MLflow server on the store, read back through its REST API
+# ---------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_server_serves_the_sweep_runs(tmp_path):
+    r = run_train("-m", "activation=relu,selu", *SMALL, *store_args(tmp_path, "served"),
+                  tmp=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    port = _free_port()
+    db = tmp_path / "store" / "mlflow.db"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    raise AssertionError("mlflow server did not start")
+                time.sleep(0.5)
+
+        def api(path: str, body: dict) -> dict:
+            req = urllib.request.Request(base + "/api/2.0/mlflow/" + path,
+                                         data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.load(resp)
+
+        with urllib.request.urlopen(
+                base + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=served",
+                timeout=30) as resp:
+            exp_id = json.load(resp)["experiment"]["experiment_id"]
+        runs = api("runs/search", {"experiment_ids": [exp_id], "max_results": 100})["runs"]
+        assert len(runs) == 3  # parent + 2 children
+        kids = [r for r in runs
+                if any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
+        assert len(kids) == 2
+        for k in kids:
+            assert k["info"]["status"] == "FINISHED"
+            metrics = {m["key"]: m["value"] for m in k["data"]["metrics"]}
+            assert 0.0 <= metrics["final_test_acc"] <= 1.0
+            with urllib.request.urlopen(
+                    f"{base}/api/2.0/mlflow/metrics/get-history?run_id={k['info']['run_id']}"
+                    f"&metric_key=train_loss", timeout=30) as resp:
+                assert len(json.load(resp)["metrics"]) == 2
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
