@@ -234,8 +234,8 @@ class Focal(Loss):
         dl/dz_j = c (1[j = t] - p_j),
         c = p_t f'(p_t) = alpha_t [gamma p_t (1 - p_t)^(gamma - 1) log p_t - (1 - p_t)^gamma].
 
-    gamma = 0, alpha = 1 is cross-entropy (c = -1). 1 - p_t is computed as the sum of
-    the other classes' probabilities, so it stays accurate when p_t is close to 1.
+    gamma = 0, alpha = 1 is cross-entropy (c = -1). 1 - p_t is computed as
+    -expm1(log p_t), so it stays accurate when p_t is close to 1.
     ``alpha`` is a scalar or one weight per class.
     """
 
@@ -266,7 +266,7 @@ class Focal(Loss):
         p = np.exp(logp)
         logpt = logp[rows, labels]
         pt = p[rows, labels]
-        q = p.sum(axis=1) - pt  # 1 - p_t, accurately
+        q = -np.expm1(logpt)  # 1 - p_t, accurate when p_t is close to 1
         np.maximum(q, np.finfo(z.dtype).tiny, out=q)  # (1 - p_t)^(gamma - 1) stays finite
         at = self._alpha if self._alpha.ndim == 0 else self._alpha[labels]
         at = at.astype(z.dtype)

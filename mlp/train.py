@@ -153,9 +153,14 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
                 record["test_loss"], record["test_acc"] = evaluate(net, loss, ds.x_test, ds.y_test)
                 record["eval_time_s"] = clock() - t0
                 timing["eval"] += record["eval_time_s"]
+                if not math.isfinite(record["test_loss"]):  # the epoch's last updates blew up
+                    status, diverged_epoch = "diverged", epoch
+                    del record["test_loss"], record["test_acc"]
             history.append(record)
             if callback is not None:
                 callback(record)
+            if status == "diverged":
+                break
 
     total = clock() - t_start
     metrics = _summary(history, total, n)

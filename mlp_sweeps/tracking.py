@@ -81,6 +81,26 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                             f"sqlite:///path.db, http(s)://host:port, a database URI or a folder")
 
 
+def run_is_orphaned(run) -> bool:
+    """A RUNNING run whose process is gone: on this host, its ``pid`` tag names no live
+    process (or one started after the run did, i.e. the pid was reused)."""
+    tags = run.data.tags
+    if tags.get("host") != socket.gethostname() or not tags.get("pid", "").isdigit():
+        return False  # another machine: cannot tell from here
+    pid = int(tags["pid"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # alive: is it the same process? (pid reuse)
+        started = os.stat(f"/proc/{pid}").st_mtime * 1000
+        return started > (run.info.start_time or 0) + 60_000
+    except OSError:
+        return False
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"loss": {"name": "mse"}} -> {"loss.name": "mse"}."""
     out: dict[str, Any] = {}
@@ -150,6 +170,16 @@ class Tracker:
             self.client.log_artifact(run_id, str(p))
 
     # reading --------------------------------------------------------------------------------
+    def runs(self, experiment_id: str) -> list:
+        """Every run of the experiment (all pages)."""
+        out, token = [], None
+        while True:
+            page = self.client.search_runs([experiment_id], max_results=1000, page_token=token)
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
     def children(self, experiment_id: str, parent_run_id: str) -> list:
         return self.client.search_runs(
             [experiment_id], filter_string=f"tags.{PARENT_TAG} = '{parent_run_id}'",
