@@ -17,6 +17,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra._internal.callbacks import Callbacks
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import HydraContext
 from mlflow.tracking import MlflowClient
 
@@ -63,10 +64,11 @@ def planner():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         def plan(*overrides: str):
             # the primary config takes the non-sweep overrides; the sweeper expands the rest
-            cfg = compose("config", overrides=[o for o in overrides if "," not in o],
-                          return_hydra_config=True)
+            parser = OverridesParser.create()
+            fixed = [o for o in overrides if not parser.parse_override(o).is_sweep_override()]
+            cfg = compose("config", overrides=fixed, return_hydra_config=True)
             sw = cfg.hydra.sweeper
-            sweeper = mlp_sweeper.MlpSweeper(params=sw.params, grids=sw.grids)
+            sweeper = mlp_sweeper.MlpSweeper(params=sw.params, grids=sw.grids, only=sw.only)
             sweeper.config = cfg
             sweeper.hydra_context = HydraContext(
                 config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks())
@@ -80,7 +82,7 @@ def planner():
 def test_each_sweep_file_plans_its_grid(planner, sweep):
     jobs = planner(f"sweep={sweep}")
     assert len(jobs) == SWEEP_SIZES[sweep]
-    assert len({tuple(ov) for ov, _ in jobs}) == len(jobs)
+    assert len({tuple(j.overrides) for j in jobs}) == len(jobs)
 
 
 def test_every_grid_of_the_study_has_a_file():
@@ -88,23 +90,32 @@ def test_every_grid_of_the_study_has_a_file():
     assert files == set(SWEEP_SIZES)
 
 
-def test_study_sweep_trains_the_baseline_once_tagged_with_every_grid(planner):
+def test_study_sweep_trains_shared_configurations_once_tagged_with_each_grid(planner):
     jobs = planner("sweep=study")
-    # the activation and loss grids are slices of the depth factorial: their 4 + 3
-    # non-baseline jobs are each in 2 grids
-    assert sum(len(g) == 2 for _, g in jobs) == 7
-    shared = [(ov, g) for ov, g in jobs if len(g) > 2]
-    assert len(shared) == 1  # only the baseline configuration is in more
-    ov, grids = shared[0]
-    assert ov == ["activation=relu", "sweep=study"]  # first planned by the activations grid
-    assert set(grids) == {"activations", "losses", "depth", "lr", "momentum", "weight_decay",
-                          "batch_size"}
+    grids_of = {tuple(sorted(o for o in j.overrides if o != "sweep=study")): set(j.grids)
+                for j in jobs}
+    # the baseline (1 hidden layer, relu, cross_entropy, defaults) is in 7 grids
+    assert grids_of[("activation=relu", "depth=1")] == {
+        "activations", "losses", "depth", "lr", "momentum", "weight_decay", "batch_size"}
+    # the published 2-layer tables are slices of the depth factorial
+    assert grids_of[("activation=relu", "depth=2")] == {"activations", "losses", "depth"}
+    assert grids_of[("activation=gelu", "depth=2")] == {"activations", "depth"}
+    assert grids_of[("depth=2", "loss=focal")] == {"losses", "depth"}
+    assert grids_of[("hidden_size=2048",)] == {"hidden_size"}
+
+
+def test_study_sweep_runs_only_the_grids_asked_for(planner):
+    jobs = planner("sweep=study", "hydra.sweeper.only=[activations,losses]")
+    assert len(jobs) == 5 * 2 + 4 * 2 - 2  # relu + cross_entropy is in both tables
+    with pytest.raises(mlp_sweeper.InvalidSweep, match="unknown grid.*nope.*activations"):
+        planner("sweep=study", "hydra.sweeper.only=[nope]")
 
 
 def test_depth_sweep_is_the_full_factorial(planner):
     jobs = planner("sweep=depth")
-    combos = {tuple(sorted(o for o in ov if o.split("=")[0] in ("activation", "loss", "depth")))
-              for ov, _ in jobs}
+    combos = {tuple(sorted(o for o in j.overrides
+                           if o.split("=")[0] in ("activation", "loss", "depth")))
+              for j in jobs}
     assert len(combos) == len(activations.names()) * len(losses.names()) * 2
 
 

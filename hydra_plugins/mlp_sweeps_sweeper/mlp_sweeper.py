@@ -51,6 +51,8 @@ class MlpSweeperConf:
     dry_run: bool = False
     # rerun configurations already FINISHED in the experiment (default: skip them)
     rerun: bool = False
+    # run only these of the ``grids`` (null: all)
+    only: Optional[List[str]] = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="mlp", node=MlpSweeperConf,
@@ -63,6 +65,7 @@ class Job:
     grids: List[str]
     config_hash: str = ""
     previous: str = ""  # what the store had for this configuration: "", failed, killed, ...
+    cost: float = 0.0  # relative training cost, to start the longest jobs first
     extra: List[str] = field(default_factory=list)
 
 
@@ -78,8 +81,9 @@ class MlpSweeper(Sweeper):
     def __init__(self, max_batch_size: Optional[int] = None,
                  params: Optional[Dict[str, str]] = None,
                  grids: Optional[Dict[str, Dict[str, Any]]] = None, dry_run: bool = False,
-                 rerun: bool = False):
+                 rerun: bool = False, only: Optional[List[str]] = None):
         self.max_batch_size = max_batch_size
+        self.only = list(only) if only else None
         self.dry_run = dry_run
         self.rerun = rerun
         self.params = dict(params or {})
@@ -111,7 +115,14 @@ class MlpSweeper(Sweeper):
         if not self.grids:
             return [(job, []) for job in self._expand(base + list(arguments))]
         planned: Dict[tuple, List[str]] = {}
+        if self.only:
+            unknown = [g for g in self.only if g not in self.grids]
+            if unknown:
+                raise InvalidSweep(f"hydra.sweeper.only: unknown grid(s) {', '.join(unknown)}; "
+                                   f"this sweep's grids: {', '.join(self.grids)}")
         for gname, grid in self.grids.items():
+            if self.only and gname not in self.only:
+                continue
             grid_ov = [f"{k}={v}" for k, v in grid.items()]
             for job in self._expand(grid_ov + base + list(arguments)):
                 planned.setdefault(tuple(job), []).append(gname)
@@ -141,7 +152,7 @@ class MlpSweeper(Sweeper):
             if h in by_hash:  # the same training configuration from another grid
                 by_hash[h].grids.extend(g for g in grids if g not in by_hash[h].grids)
             else:
-                by_hash[h] = Job(list(overrides), list(grids), h)
+                by_hash[h] = Job(list(overrides), list(grids), h, cost=_cost(tcfg))
         return list(by_hash.values())
 
     def _threads(self, n_jobs_total: int) -> Optional[int]:
@@ -245,6 +256,8 @@ class MlpSweeper(Sweeper):
             log.info("Skipping %d jobs already finished in experiment %r "
                      "(hydra.sweeper.rerun=true runs them again)", len(done), tracking.experiment)
 
+        # longest first: on parallel workers the sweep then ends soonest (LPT scheduling)
+        todo = sorted(todo, key=lambda j: -j.cost)
         batch_all = [j.overrides + j.extra for j in todo]
         size = self.max_batch_size or max(1, len(batch_all))
         returns: List[JobReturn] = []
@@ -315,6 +328,14 @@ class MlpSweeper(Sweeper):
                 lines.append(f"MISSING from the store: {counts['missing']} runs")
         log.info("\n".join(lines))
         return counts
+
+
+def _cost(tcfg) -> float:
+    """Rough training cost: epochs x weights touched per sample, plus per-step overhead
+    (which makes small batches slow)."""
+    h, d = tcfg.hidden_size, tcfg.depth
+    weights = 784 * h + (d - 1) * h * h + h * 10 if d else 7840
+    return tcfg.epochs * (weights + 20000 / tcfg.batch_size * 100)
 
 
 def _rank(run) -> tuple:
