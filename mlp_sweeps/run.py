@@ -197,7 +197,7 @@ def _progress(total: int, enabled: bool, desc: str):
 
 
 def _artifacts(cfg: DictConfig, result, out_dir: Path) -> list[Path]:
-    from .report import plot_learning_curves
+    from .figures import plot_learning_curves
 
     cfg_path = out_dir / "config.yaml"
     OmegaConf.save(cfg, cfg_path, resolve=True)

@@ -35,7 +35,7 @@ SWEEP_SIZES = {
     "activations": 5, "losses": 4, "depth": 40, "lr": 6, "momentum": 7, "weight_decay": 5,
     "batch_size": 5, "hidden_size": 8, "dropout": 2,
     # union of all of them, the shared baseline configurations trained once
-    "study": 40 + 5 + 6 + 4 + 4 + 8 + 2,
+    "study": 40 + 2 + 5 + 6 + 4 + 4 + 8 + 2,  # + MSE with the others' step, 1 and 2 layers
 }
 
 

@@ -197,6 +197,10 @@ class MlpSweeper(Sweeper):
             j.previous = r.data.tags.get("status", r.info.status.lower())
             if r.info.status == "FINISHED" and not self.rerun:
                 done.append(j)
+                had = [g for g in r.data.tags.get("grid", "").split(",") if g]
+                if set(j.grids) - set(had):  # reused by another grid: say so on the run
+                    tracker.set_tags(r.info.run_id, {"grid": ",".join(had + [
+                        g for g in j.grids if g not in had])})
             elif r.info.status == "RUNNING":
                 done.append(j)  # alive elsewhere: do not start it twice
                 log.warning("Not starting %s: run %s is RUNNING in another live process",

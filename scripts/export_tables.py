@@ -1,0 +1,9 @@
+"""Export comparison tables and figures of tracked runs; see ``--help``.
+Same as the ``mlp-export`` command installed with the package."""
+
+import sys
+
+from mlp_sweeps.export import main
+
+if __name__ == "__main__":
+    sys.exit(main())
