@@ -47,7 +47,7 @@ def summarize(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame
     g_ok = d[ok].groupby(keys, dropna=False, sort=False)
     mean = g_ok[VALUES].mean()
     std = g_ok[VALUES].std(ddof=1)
-    out = mean.join(std, rsuffix="_std")
+    out = mean.join(std.add_suffix("_std"))
     out = g_all.size().rename("n").to_frame().join(out)
     out["epochs"] = g_all["epochs_done"].max()
     out["status"] = g_all["status"].agg(_status_text)

@@ -1,0 +1,158 @@
+"""Comparison tables, figures and the reproduction, on a small real multirun in a real
+SQLite store: two activations x two seeds, plus a job that fails and one that diverges."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlp_sweeps import tables
+from mlp_sweeps.export import main as export_main
+from mlp_sweeps.results import load_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["data.train_limit=1000", "data.test_limit=300", "hidden_size=16", "epochs=2",
+         "test_every=1", "lr=1e-3"]
+
+pytestmark = pytest.mark.slow
+
+
+def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=900, env=env)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A real multirun: relu/selu x seeds 0,1 (finished), plus in a second sweep a job that
+    diverges (lr=50 on the MSE sum gradient) and one that fails (a damaged data file)."""
+    tmp = tmp_path_factory.mktemp("export")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    common = [f"tracking.uri={uri}", "tracking.experiment=cmp", f"hydra.sweep.dir={tmp / 'ms'}"]
+    r = _train("-m", "activation=relu,selu", "seed=0,1", *SMALL, *common, cwd=tmp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    bad = tmp / "bad_mnist"
+    shutil.copytree(ROOT / "data" / "mnist", bad)
+    f = bad / "train-labels.idx1-ubyte.gz"
+    os.chmod(f, 0o644)
+    f.write_bytes(f.read_bytes()[:-50])
+    r = _train("-m", "activation=gelu", "loss=mse", "loss.reduction=sum", "lr=50",
+               f"data.root=null,{bad}", *SMALL[:2], "hidden_size=16", "epochs=2",
+               *common[:2], f"hydra.sweep.dir={tmp / 'ms2'}", cwd=tmp)
+    assert r.returncode != 0  # one job failed
+    return uri, tmp
+
+
+def test_runs_frame_matches_the_store(store):
+    uri, _ = store
+    runs = load_runs(uri, "cmp")
+    client = MlflowClient(uri)
+    assert len(runs) == 6
+    for _, row in runs.iterrows():
+        run = client.get_run(row["run_id"])
+        assert row["activation"] == run.data.params["activation.name"]
+        assert row["seed"] == int(run.data.params["seed"])
+        if row["status"] == "finished":
+            assert row["test_acc"] == pytest.approx(run.data.metrics["final_test_acc"])
+            assert row["time_s"] == pytest.approx(run.data.metrics["train_time_s"])
+    assert sorted(runs["status"]) == ["diverged", "failed", "finished", "finished", "finished",
+                                      "finished"]
+
+
+def test_mean_std_over_seeds(store):
+    uri, _ = store
+    runs = load_runs(uri, "cmp")
+    ok = runs[runs["activation"].isin(["relu", "selu"])]
+    s = tables.summarize(ok, ["activation"]).set_index("activation")
+    for act in ("relu", "selu"):
+        vals = ok[ok["activation"] == act]["test_acc"]
+        assert s.loc[act, "n"] == 2
+        assert s.loc[act, "test_acc"] == pytest.approx(vals.mean())
+        assert s.loc[act, "test_acc_std"] == pytest.approx(vals.std(ddof=1))
+    shown = tables.comparison(ok, ["activation"]).set_index("activation")
+    m, sd = s.loc["relu", "test_acc"], s.loc["relu", "test_acc_std"]
+    assert shown.loc["relu", "test acc"] == f"{m:.4f} ± {sd:.4f}"
+    assert (shown["seeds"] == 2).all()
+
+
+@pytest.mark.parametrize("fmt", tables.FORMATS)
+def test_export_every_format_with_values_from_the_store(store, fmt, capsys):
+    uri, _ = store
+    assert export_main(["--uri", uri, "-e", "cmp", "--by", "activation,loss,lr", "-f", fmt]) == 0
+    out = capsys.readouterr().out
+    runs = load_runs(uri, "cmp")
+    relu = runs[(runs["activation"] == "relu")]["test_acc"]
+    if fmt == "csv":
+        t = pd.read_csv(io.StringIO(out))
+        row = t[t["activation"] == "relu"].iloc[0]
+        assert row["test_acc"] == pytest.approx(relu.mean())
+        assert row["n"] == 2
+        gelu = t[t["activation"] == "gelu"].iloc[0]
+        assert set(gelu["status"].split(", ")) == {"diverged 1", "failed 1"}
+    else:
+        assert f"{relu.mean():.4f} ± {relu.std(ddof=1):.4f}" in out
+    # failed and diverged runs are shown as such, never dropped
+    assert "failed" in out and "diverged" in out
+    if fmt == "latex":
+        assert "\\begin{tabular}" in out
+    if fmt == "html":
+        assert "<table" in out
+
+
+def test_pivot_activation_by_loss(store, capsys):
+    uri, _ = store
+    assert export_main(["--uri", uri, "-e", "cmp", "--pivot", "activation:loss"]) == 0
+    out = capsys.readouterr().out
+    runs = load_runs(uri, "cmp")
+    selu = runs[(runs["activation"] == "selu")]["test_acc"].mean()
+    assert f"{selu:.4f}" in out and "cross_entropy" in out and "mse" in out
+
+
+def test_figures_are_written_and_not_empty(store):
+    uri, tmp = store
+    out = tmp / "figs"
+    assert export_main(["--uri", uri, "-e", "cmp", "--figures", str(out), "-f", "csv",
+                        "--out", str(tmp / "t.csv")]) == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert "cmp_curves.png" in files and "cmp_curves.svg" in files
+    assert "cmp_vs_lr.png" in files  # a numeric factor that varies
+    for p in out.iterdir():
+        assert p.stat().st_size > 5000
+
+
+def test_unknown_experiment_is_a_clear_error(store, capsys):
+    uri, _ = store
+    with pytest.raises(SystemExit):
+        export_main(["--uri", uri, "-e", "nope"])
+    err = capsys.readouterr().err
+    assert "no experiment 'nope'" in err and "cmp" in err
+
+
+def test_reproduce_resumes_a_second_invocation_trains_nothing(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [sys.executable, str(ROOT / "scripts" / "reproduce.py"), "--profile", "quick",
+           "--epochs", "1", "--only", "dropout", "--uri", uri, "--out", str(tmp_path / "rep")]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "run: 2  finished: 2" in first.stdout + first.stderr
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    out = second.stdout + second.stderr
+    assert "planned: 2  skipped: 2  resumed: 0  run: 0" in out
+    report = (tmp_path / "rep" / "REPORT.md").read_text()
+    assert "### 10. Dropout" in report and "**Verdict:**" in report
+    assert (tmp_path / "rep" / "figures" / "dropout_curves.png").stat().st_size > 5000
+    assert (tmp_path / "rep" / "figures" / "focal_loss.png").stat().st_size > 5000
+    runs = MlflowClient(uri).search_runs(
+        [MlflowClient(uri).get_experiment_by_name("study").experiment_id])
+    assert sum(r.data.tags.get("sweep") != "parent" for r in runs) == 2  # no duplicates
