@@ -157,7 +157,7 @@ def _download(name: str, root: Path) -> None:
         for mirror in spec["mirrors"]:
             url = mirror + fname
             try:
-                with urllib.request.urlopen(url, timeout=20) as r, \
+                with urllib.request.urlopen(url, timeout=10) as r, \
                         tempfile.NamedTemporaryFile(dir=root, delete=False) as tmp:
                     shutil.copyfileobj(r, tmp)
                 os.replace(tmp.name, root / fname)

@@ -14,8 +14,11 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import traceback
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mlp import ConfigError, TrainConfig, train
+from mlp.data import DataError
+from mlp.train import load_data
 
 from .errors import InvalidConfig
 
@@ -61,6 +66,19 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         pass
     return "unknown"
+
+
+def node_name() -> str:
+    """Where this run executes: the hostname, or inside a Ray task the Ray node
+    (``ray:<node ip>:<node id>``; ``host`` holds the hostname)."""
+    ray = sys.modules.get("ray")  # imported in a Ray worker; never imported here
+    if ray is not None and ray.is_initialized():
+        try:
+            ctx = ray.get_runtime_context()
+            return f"ray:{ray.util.get_node_ip_address()}:{ctx.get_node_id()}"
+        except Exception:  # noqa: BLE001 - a tag must not fail the run
+            pass
+    return socket.gethostname()
 
 
 def blas_threads(requested: int | None, n_parallel: int) -> int:
@@ -100,8 +118,18 @@ def write_metrics_csv(history: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's preemption): closes the run as KILLED."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated(f"terminated by signal {signum}")
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and track one configuration; returns its summary metrics and status."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     container = OmegaConf.to_container(cfg, resolve=True)
     try:
         tcfg = TrainConfig.from_dict(container).validate()  # before anything else
@@ -111,6 +139,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     threads = blas_threads(cfg.get("blas_threads"), n_parallel)
     tr = cfg.tracking
     name = tr.run_name or run_name(overrides)
+    try:  # verified and memory-mapped before any run is created
+        data = load_data(tcfg)
+    except DataError as e:
+        raise InvalidConfig(f"{e}\nNothing was run or recorded.") from None
 
     tracker = run_id = None
     if tr.enabled:
@@ -126,6 +158,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "config_hash": config_hash(tcfg),
             "git_commit": git_commit(),
             "host": socket.gethostname(),
+            "node": node_name(),
             "pid": os.getpid(),
             "blas_threads": ",".join(map(str, actual)) or "none",
             "sweep_parent": tr.parent_run_id or "",
@@ -156,7 +189,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                              {k: round(v, 4) for k, v in rec.items() if k != "epoch"})
 
             try:
-                result = train(tcfg, callback=on_epoch)
+                result = train(tcfg, callback=on_epoch, data=data)
             finally:
                 if bar is not None:
                     bar.close()

@@ -139,7 +139,11 @@ class MlpSweeper(Sweeper):
         from mlp import ConfigError, TrainConfig
         from mlp_sweeps.run import config_hash
 
+        from mlp.data import DataError
+        from mlp.train import load_data
+
         by_hash: Dict[str, Job] = {}
+        data_ok: Dict[tuple, bool] = {}
         for overrides, grids in planned:
             try:
                 cfg = self._compose(overrides)
@@ -148,6 +152,15 @@ class MlpSweeper(Sweeper):
             except (ConfigError, ValueError) as e:
                 raise InvalidSweep(f"job {' '.join(overrides)}: {e}\n"
                                    f"Nothing was run or recorded.") from None
+            d = tcfg.data
+            key = (d.name, d.root, d.normalize)
+            if key not in data_ok:  # verified (and decoded into the shared cache) once, here
+                try:
+                    load_data(tcfg)
+                except (DataError, ValueError) as e:
+                    raise InvalidSweep(f"job {' '.join(overrides)}: {e}\n"
+                                       f"Nothing was run or recorded.") from None
+                data_ok[key] = True
             h = config_hash(tcfg)
             if h in by_hash:  # the same training configuration from another grid
                 by_hash[h].grids.extend(g for g in grids if g not in by_hash[h].grids)
@@ -156,9 +169,15 @@ class MlpSweeper(Sweeper):
         return list(by_hash.values())
 
     def _threads(self, n_jobs_total: int) -> Optional[int]:
-        """BLAS threads per job (cores / parallel jobs) unless the user set them."""
+        """BLAS threads per job unless the user set them: the job's CPU allotment where the
+        launcher reserves CPUs per job (Ray: ``num_cpus_per_job``; submitit/SLURM:
+        ``cpus_per_task``), else cores / parallel jobs (joblib: ``n_jobs``)."""
         if self.config.get("blas_threads") is not None:
             return None
+        for key in ("num_cpus_per_job", "cpus_per_task"):
+            per_job = OmegaConf.select(self.config, f"hydra.launcher.{key}", default=None)
+            if per_job is not None:
+                return max(1, int(per_job))
         n_jobs = OmegaConf.select(self.config, "hydra.launcher.n_jobs", default=None)
         cores = os.cpu_count() or 1
         if n_jobs is None:  # a sequential launcher
@@ -217,7 +236,7 @@ class MlpSweeper(Sweeper):
         log.info("Planned and validated %d jobs in %.2f s", len(jobs), time.perf_counter() - t0)
         tracking = self.config.tracking
         tracker = parent = exp_id = None
-        todo, done = jobs, []
+        todo, done = list(jobs), []
         if tracking.enabled:
             from mlp_sweeps.tracking import Tracker
 
@@ -233,6 +252,9 @@ class MlpSweeper(Sweeper):
                      len(jobs), len(todo))
             return []
 
+        prepare = getattr(self.launcher, "prepare", None)  # e.g. Ray: connect to the cluster
+        if todo and callable(prepare):
+            prepare()  # an unreachable cluster fails here, before any run is recorded
         threads = self._threads(len(todo))
         for j in todo:
             if threads is not None:
@@ -262,76 +284,172 @@ class MlpSweeper(Sweeper):
 
         # longest first: on parallel workers the sweep then ends soonest (LPT scheduling)
         todo = sorted(todo, key=lambda j: -j.cost)
-        batch_all = [j.overrides + j.extra for j in todo]
-        size = self.max_batch_size or max(1, len(batch_all))
-        returns: List[JobReturn] = []
+        outcome: Dict[str, Any] = {}  # config hash -> JobReturn, or "killed" (worker lost)
         status = "KILLED"
         try:
-            for i in range(0, len(batch_all), size):
-                returns.extend(self.launcher.launch(batch_all[i:i + size], initial_job_idx=i))
+            self._launch_all(todo, outcome, tracker, exp_id, parent)
             status = "FINISHED"
         finally:
             if tracker is not None and status != "FINISHED":
-                self._kill_in_flight(tracker, exp_id, parent)
-            summary = self._summarize(jobs, todo, done, returns, tracker, exp_id, parent)
+                self._kill_in_flight(tracker, exp_id, parent, "the sweep was interrupted")
+            summary = self._summarize(jobs, todo, done, outcome, tracker, exp_id, parent)
             if tracker is not None:
-                failed = summary["failed"] + summary["missing"]
+                bad = summary["failed"] + summary["killed"] + summary["missing"]
                 tracker.log_metrics(parent, {k: v for k, v in summary.items()
                                              if isinstance(v, int)})
-                final = "FAILED" if status == "FINISHED" and failed else status
+                final = "FAILED" if status == "FINISHED" and bad else status
                 tracker.set_tags(parent, {"status": final.lower()})
                 tracker.end_run(parent, final)
-        if summary["failed"] or summary["missing"]:
+                self._report(tracking, parent)
+        if summary["failed"] or summary["killed"] or summary["missing"]:
+            parts = [f"{summary[k]} {k}" for k in ("failed", "killed", "missing") if summary[k]]
             raise SweepFailed(
-                f"{summary['failed']} of {summary['planned']} jobs failed"
-                + (f" and {summary['missing']} are missing from the store" if summary["missing"] else "")
-                + "; the others are recorded (see the summary above); rerun the same command "
-                  "to run the failed ones again")
-        return [returns]
+                f"{', '.join(parts)} of {summary['planned']} jobs; the others are recorded (see "
+                f"the summary above). Rerun the same command to run those again.")
+        return [[r for r in outcome.values() if isinstance(r, JobReturn)]]
+
+    def _launch_all(self, todo: List[Job], outcome: Dict[str, Any], tracker, exp_id,
+                    parent) -> None:
+        """Launch in batches. If a worker process dies (SIGKILL, OOM), the launcher loses
+        the whole batch (joblib #3458 / a broken pool): the jobs that finished are kept
+        (read from the store), the runs in flight are marked KILLED, and the unfinished
+        jobs are launched again; a job in flight at two worker losses is given up."""
+        pending = list(todo)
+        losses: Dict[str, int] = {}
+        idx = 0
+        while pending:
+            size = self.max_batch_size or len(pending)
+            batch, pending = pending[:size], pending[size:]
+            try:
+                rets = self.launcher.launch([j.overrides + j.extra for j in batch],
+                                            initial_job_idx=idx)
+            except Exception as e:  # noqa: BLE001 - only worker loss is handled, re-raised otherwise
+                if not _is_worker_loss(e) or tracker is None:
+                    raise
+                log.error("A worker process died (%s: %s); recovering the batch",
+                          type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+                finished = set()
+                for r in tracker.children(exp_id, parent):
+                    h = r.data.tags.get("config_hash")
+                    if r.info.status == "FINISHED":
+                        finished.add(h)
+                    elif r.info.status == "RUNNING":  # in flight when the worker(s) died
+                        losses[h] = losses.get(h, 0) + 1
+                        tracker.set_tags(r.info.run_id, {
+                            "status": "killed",
+                            "error": f"its worker process died ({type(e).__name__}); "
+                                     f"worker loss #{losses[h]} for this configuration"})
+                        tracker.end_run(r.info.run_id, "KILLED")
+                retry = []
+                for j in batch:
+                    if j.config_hash in finished:
+                        outcome[j.config_hash] = "finished"
+                    elif losses.get(j.config_hash, 0) >= 2:
+                        outcome[j.config_hash] = "killed"
+                    else:
+                        retry.append(j)
+                log.warning("%d jobs of the batch finished, %d relaunched, %d given up",
+                            len(batch) - len(retry) - sum(1 for j in batch if outcome.get(
+                                j.config_hash) == "killed"), len(retry),
+                            sum(1 for j in batch if outcome.get(j.config_hash) == "killed"))
+                pending = retry + pending
+                idx += len(batch)
+                continue
+            for j, r in zip(batch, rets):
+                outcome[j.config_hash] = r
+            idx += len(batch)
+
+    def _report(self, tracking, parent: str) -> None:
+        """Comparison tables and figures of the sweep, as artifacts of its parent run. A
+        failure here is logged, never allowed to hide the sweep's own result."""
+        try:
+            from mlp_sweeps.export import sweep_report
+
+            files = sweep_report(tracking.uri, tracking.experiment, parent)
+            if files:
+                log.info("Logged %s on the parent run", ", ".join(map(str, files)))
+        except Exception:  # noqa: BLE001 - reporting must not fail a finished sweep
+            log.exception("Could not build the sweep's tables and figures")
 
     @staticmethod
-    def _kill_in_flight(tracker, exp_id: str, parent: str) -> None:
+    def _kill_in_flight(tracker, exp_id: str, parent: str, why: str) -> None:
         """Interrupted (Ctrl-C): the children still RUNNING will not finish."""
         for r in tracker.children(exp_id, parent):
             if r.info.status == "RUNNING":
-                tracker.set_tags(r.info.run_id, {"status": "killed",
-                                                 "error": "the sweep was interrupted"})
+                tracker.set_tags(r.info.run_id, {"status": "killed", "error": why})
                 tracker.end_run(r.info.run_id, "KILLED")
 
     def _summarize(self, jobs: List[Job], todo: List[Job], done: List[Job],
-                   returns: List[JobReturn], tracker, exp_id, parent) -> Dict[str, Any]:
+                   outcome: Dict[str, Any], tracker, exp_id, parent) -> Dict[str, Any]:
+        """Counts per outcome, from the store when tracking (the truth), else from the
+        launcher's returns; an integrity check of planned against recorded."""
         counts = {"planned": len(jobs), "skipped": len(done),
-                  "resumed": sum(1 for j in todo if j.previous), "run": len(returns),
-                  "finished": 0, "diverged": 0, "failed": 0, "missing": 0}
-        failures = []
-        for j, r in zip(todo, returns):
-            if r.status == JobStatus.COMPLETED:
-                st = (r._return_value or {}).get("status", "finished")
-                counts["diverged" if st == "diverged" else "finished"] += 1
-            else:
-                counts["failed"] += 1
-                failures.append((j.overrides, r._return_value))
-        not_run = len(todo) - len(returns)
-        order = ("planned", "skipped", "resumed", "run", "finished", "diverged", "failed")
-        lines = ["", "Sweep summary", "-------------", "  ".join(f"{k}: {counts[k]}" for k in order)]
+                  "resumed": sum(1 for j in todo if j.previous), "run": len(outcome),
+                  "finished": 0, "diverged": 0, "failed": 0, "killed": 0, "missing": 0}
+        errors = {j.config_hash: r._return_value for j in todo
+                  if isinstance(r := outcome.get(j.config_hash), JobReturn)
+                  and r.status != JobStatus.COMPLETED}
+        lines = ["", "Sweep summary", "-------------"]
+        if tracker is not None:
+            latest: Dict[str, Any] = {}
+            for r in tracker.children(exp_id, parent):
+                h = r.data.tags.get("config_hash")
+                if h not in latest or _rank(r) > _rank(latest[h]):
+                    latest[h] = r
+            for j in todo:
+                r = latest.get(j.config_hash)
+                if j.config_hash not in outcome:
+                    continue  # never launched (interrupted)
+                if r is None:
+                    counts["missing"] += 1
+                    lines.append(f"MISSING from the store: {' '.join(j.overrides)}")
+                    continue
+                st = r.data.tags.get("status", "?")
+                key = st if st in ("finished", "diverged", "failed", "killed") else "failed"
+                counts[key] += 1
+                if key in ("failed", "killed"):
+                    err = errors.get(j.config_hash)
+                    if err is not None:
+                        why = f"{type(err).__name__}: {err}"
+                    else:
+                        tail = r.data.tags.get("error", "").strip().splitlines()
+                        why = tail[-1] if tail else "?"
+                    lines.append(f"{key.upper()} {' '.join(j.overrides)}: {why}")
+        else:
+            for j in todo:
+                r = outcome.get(j.config_hash)
+                if r is None:
+                    continue
+                if r == "killed":
+                    counts["killed"] += 1
+                elif r == "finished" or r.status == JobStatus.COMPLETED:
+                    st = "finished" if r == "finished" else \
+                        (r._return_value or {}).get("status", "finished")
+                    counts["diverged" if st == "diverged" else "finished"] += 1
+                else:
+                    counts["failed"] += 1
+                    lines.append(f"FAILED {' '.join(j.overrides)}: "
+                                 f"{type(r._return_value).__name__}: {r._return_value}")
+        order = ("planned", "skipped", "resumed", "run", "finished", "diverged", "failed",
+                 "killed")
+        lines.insert(3, "  ".join(f"{k}: {counts[k]}" for k in order))
+        not_run = len(todo) - len(outcome)
         if not_run:
             lines.append(f"not run (interrupted): {not_run}; rerun the same command to resume")
-        for overrides, err in failures:
-            lines.append(f"FAILED {' '.join(overrides)}: {type(err).__name__}: {err}")
         if tracker is not None:
-            runs = tracker.children(exp_id, parent)
-            by_status: Dict[str, int] = {}
-            for r in runs:
-                st = r.data.tags.get("status", "?")
-                by_status[st] = by_status.get(st, 0) + 1
-            counts["missing"] = max(0, len(returns) - len(runs))
-            lines.append(f"store: {len(runs)} runs under parent {parent} "
-                         f"({', '.join(f'{k}: {v}' for k, v in sorted(by_status.items()))})"
-                         + (f", {len(done)} earlier finished runs reused" if done else ""))
-            if counts["missing"]:
-                lines.append(f"MISSING from the store: {counts['missing']} runs")
+            lines.append(f"store: experiment {self.config.tracking.experiment!r}, parent run "
+                         f"{parent}" + (f"; {len(done)} earlier finished runs reused"
+                                        if done else ""))
         log.info("\n".join(lines))
         return counts
+
+
+def _is_worker_loss(e: BaseException) -> bool:
+    """A launcher error meaning a worker process died (joblib/loky, concurrent.futures,
+    Ray), as opposed to an error in a job, which the launcher returns per job."""
+    names = {type(x).__name__ for x in (e, e.__cause__, e.__context__) if x is not None}
+    return bool(names & {"TerminatedWorkerError", "BrokenProcessPool", "WorkerCrashedError",
+                         "RayTaskError", "NodeDiedError"})
 
 
 def _cost(tcfg) -> float:
