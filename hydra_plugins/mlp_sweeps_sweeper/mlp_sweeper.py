@@ -328,11 +328,11 @@ class MlpSweeper(Sweeper):
                     raise
                 log.error("A worker process died (%s: %s); recovering the batch",
                           type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-                finished = set()
+                completed = set()  # ended on their own: finished, diverged or failed
                 for r in tracker.children(exp_id, parent):
                     h = r.data.tags.get("config_hash")
-                    if r.info.status == "FINISHED":
-                        finished.add(h)
+                    if r.info.status in ("FINISHED", "FAILED"):
+                        completed.add(h)
                     elif r.info.status == "RUNNING":  # in flight when the worker(s) died
                         losses[h] = losses.get(h, 0) + 1
                         tracker.set_tags(r.info.run_id, {
@@ -340,18 +340,18 @@ class MlpSweeper(Sweeper):
                             "error": f"its worker process died ({type(e).__name__}); "
                                      f"worker loss #{losses[h]} for this configuration"})
                         tracker.end_run(r.info.run_id, "KILLED")
-                retry = []
+                retry, given_up = [], 0
                 for j in batch:
-                    if j.config_hash in finished:
-                        outcome[j.config_hash] = "finished"
+                    if j.config_hash in completed:
+                        outcome[j.config_hash] = "completed"
                     elif losses.get(j.config_hash, 0) >= 2:
                         outcome[j.config_hash] = "killed"
+                        given_up += 1
                     else:
                         retry.append(j)
-                log.warning("%d jobs of the batch finished, %d relaunched, %d given up",
-                            len(batch) - len(retry) - sum(1 for j in batch if outcome.get(
-                                j.config_hash) == "killed"), len(retry),
-                            sum(1 for j in batch if outcome.get(j.config_hash) == "killed"))
+                log.warning("Worker loss: %d jobs of the batch had ended, %d are relaunched, "
+                            "%d given up (in flight at two worker losses)",
+                            len(batch) - len(retry) - given_up, len(retry), given_up)
                 pending = retry + pending
                 idx += len(batch)
                 continue
@@ -422,8 +422,8 @@ class MlpSweeper(Sweeper):
                     continue
                 if r == "killed":
                     counts["killed"] += 1
-                elif r == "finished" or r.status == JobStatus.COMPLETED:
-                    st = "finished" if r == "finished" else \
+                elif r == "completed" or r.status == JobStatus.COMPLETED:
+                    st = "finished" if r == "completed" else \
                         (r._return_value or {}).get("status", "finished")
                     counts["diverged" if st == "diverged" else "finished"] += 1
                 else:
