@@ -93,27 +93,43 @@ class Activation:
         return f"{type(self).__name__}()"
 
 
-def _buffer(cache: dict, key: str, like: np.ndarray) -> np.ndarray:
-    """A scratch array shaped like ``like``, reused across calls of the same shape."""
+def _buffer(cache: dict, key: str, like: np.ndarray, dtype=None) -> np.ndarray:
+    """A scratch array shaped like ``like`` (of ``dtype``, default ``like``'s), reused across
+    calls of the same shape."""
+    dtype = like.dtype if dtype is None else np.dtype(dtype)
     buf = cache.get(key)
-    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
-        buf = np.empty_like(like)
+    if buf is None or buf.shape != like.shape or buf.dtype != dtype:
+        buf = np.empty(like.shape, dtype)
         cache[key] = buf
     return buf
 
 
+def _zeros(cache: dict, like: np.ndarray) -> np.ndarray:
+    """Zeros shaped like ``like``, never written. ``np.maximum(x, zeros)`` is ~3x faster than
+    ``np.maximum(x, 0.0)``: NumPy's SIMD min/max loops cover array-array operands only
+    (measured with NumPy 2.4; same for np.minimum)."""
+    z = cache.get("zeros")
+    if z is None or z.shape != like.shape or z.dtype != like.dtype:
+        z = cache["zeros"] = np.zeros(like.shape, like.dtype)
+    return z
+
+
 @register("relu")
 class ReLU(Activation):
-    """y = max(x, 0); dy/dx = 1[y > 0]."""
+    """y = max(x, 0); dy/dx = 1[y > 0]. NaN propagates (divergence stays visible)."""
+
+    def __init__(self):
+        self._buf: dict = {}
 
     def forward(self, x, out=None):
-        self.y = np.maximum(x, 0.0, out=out)
+        self.y = np.maximum(x, _zeros(self._buf, x), out=out)
         return self.y
 
     def backward(self, gy, out=None):
-        # sklearn's inplace_relu_derivative: zero the gradient where the unit was off.
-        out = np.multiply(gy, self.y > 0.0, out=out)
-        return out
+        # sklearn's inplace_relu_derivative: zero the gradient where the unit was off
+        # (the mask lives in a reused buffer: nothing is allocated per call).
+        on = np.greater(self.y, 0.0, out=_buffer(self._buf, "on", gy, bool))
+        return np.multiply(gy, on, out=out)
 
 
 @register("sigmoid")
@@ -129,7 +145,7 @@ class Sigmoid(Activation):
             y = np.negative(x, out=out)
             np.exp(y, out=y)
             y += 1.0
-            np.reciprocal(y, out=y)
+            np.divide(1.0, y, out=y)  # same values as np.reciprocal, ~2x faster (NumPy 2.4)
         self.y = y
         return y
 
@@ -145,6 +161,10 @@ class SELU(Activation):
     """y = lambda * x for x > 0, lambda * alpha * (exp(x) - 1) otherwise.
 
     dy/dx = lambda for x > 0, y + lambda * alpha otherwise (Klambauer et al., 2017).
+
+    Computed branch-free: y = lambda max(x, 0) + lambda alpha expm1(min(x, 0)), each term
+    exactly 0 on the other side, and the derivative blended with the 0/1 masks 1[x > 0] and
+    1[x <= 0] (a masked copy, ``np.copyto(..., where=mask)``, is ~10x slower on a random mask).
     """
 
     scale = 1.0507009873554805  # lambda
@@ -154,28 +174,23 @@ class SELU(Activation):
         self._buf: dict = {}
 
     def forward(self, x, out=None):
-        self.pos = np.greater(x, 0.0, out=self._bool(x))
-        neg = _buffer(self._buf, "neg", x)
-        with np.errstate(over="ignore"):
-            np.minimum(x, 0.0, out=neg)
-            np.expm1(neg, out=neg)
-        neg *= self.scale * self.alpha  # lambda alpha (exp(min(x,0)) - 1)
-        y = np.multiply(x, self.scale, out=out)
-        np.copyto(y, neg, where=~self.pos)
-        self.y = y
+        zeros = _zeros(self._buf, x)
+        self.pos = np.greater(x, 0.0, out=_buffer(self._buf, "pos", x, bool))
+        neg = np.minimum(x, zeros, out=_buffer(self._buf, "neg", x))
+        np.expm1(neg, out=neg)
+        neg *= self.scale * self.alpha  # lambda alpha (exp(min(x, 0)) - 1): y for x <= 0
+        self.neg = neg
+        y = np.maximum(x, zeros, out=out)  # x is not needed after this
+        y *= self.scale
+        y += neg
         return y
 
-    def _bool(self, like):
-        buf = self._buf.get("bool")
-        if buf is None or buf.shape != like.shape:
-            buf = np.empty(like.shape, dtype=bool)
-            self._buf["bool"] = buf
-        return buf
-
     def backward(self, gy, out=None):
-        d = _buffer(self._buf, "d", gy)
-        np.add(self.y, self.scale * self.alpha, out=d)  # derivative for x <= 0
-        np.copyto(d, self.scale, where=self.pos)  # derivative for x > 0
+        d = np.add(self.neg, self.scale * self.alpha, out=_buffer(self._buf, "d", gy))
+        off = np.logical_not(self.pos, out=_buffer(self._buf, "off", gy, bool))
+        d *= off  # y + lambda alpha for x <= 0, else 0
+        t = np.multiply(self.pos, gy.dtype.type(self.scale), out=_buffer(self._buf, "t", gy))
+        d += t  # + lambda for x > 0
         return np.multiply(gy, d, out=out)
 
 
@@ -192,7 +207,7 @@ class Swish(Activation):
             np.negative(x, out=s)
             np.exp(s, out=s)
             s += 1.0
-            np.reciprocal(s, out=s)
+            np.divide(1.0, s, out=s)  # same values as np.reciprocal, ~2x faster
         self.s = s
         self.y = np.multiply(x, s, out=out)
         return self.y

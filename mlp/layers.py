@@ -22,11 +22,15 @@ class Buffers:
     def __init__(self):
         self._d: dict = {}
 
-    def get(self, name: str, shape: tuple, dtype) -> np.ndarray:
+    def get(self, name: str, shape: tuple, dtype, fill: float | None = None) -> np.ndarray:
+        """The buffer for (name, shape, dtype); a new one is uninitialised, or set to
+        ``fill`` (for constant buffers the caller never writes)."""
         key = (name, shape, np.dtype(dtype))
         buf = self._d.get(key)
         if buf is None:
             buf = self._d[key] = np.empty(shape, dtype=dtype)
+            if fill is not None:
+                buf.fill(fill)
         return buf
 
 
@@ -88,7 +92,7 @@ class Linear:
         self.x = x
         u = self._buf.get("u", (x.shape[0], self.W.shape[1]), self.W.dtype)
         np.matmul(x, self.W, out=u)
-        u += self.b
+        np.add(u, self.b, out=u)
         return u
 
     def backward(self, gu: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
@@ -97,8 +101,10 @@ class Linear:
         The first layer of a network skips dL/dx (``need_input_grad=False``): it is a
         full-size matrix product nobody uses.
         """
-        np.matmul(self.x.T, gu, out=self.dW)
-        np.sum(gu, axis=0, out=self.db)
+        np.matmul(self.x.T, gu, out=self.dW)  # (in_dim, batch) @ (batch, out_dim)
+        # db = 1^T gu, a BLAS matrix-vector product: 2-3x faster than np.sum(gu, axis=0)
+        ones = self._buf.get("ones", (gu.shape[0],), self.W.dtype, fill=1.0)
+        np.matmul(ones, gu, out=self.db)
         if not need_input_grad:
             return None
         gx = self._buf.get("gx", (gu.shape[0], self.W.shape[0]), self.W.dtype)

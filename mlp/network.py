@@ -72,8 +72,8 @@ class MLP:
             u = lin.forward(h)  # (batch, hidden_i)
             a = act.forward(u, out=u)  # in place: u is not needed after the activation
             # dropout writes elsewhere: the activation keeps ``a`` for its backward
-            h = drop.forward(a, train=train,
-                             out=self._buf.get(f"drop{i}", a.shape, a.dtype))
+            out = self._buf.get(f"drop{i}", a.shape, a.dtype) if train and drop.p else None
+            h = drop.forward(a, train=train, out=out)
         return self.linears[-1].forward(h).copy()  # (batch, n_classes)
 
     def backward(self, grad_logits: np.ndarray, need_input_grad: bool = False) -> np.ndarray | None:

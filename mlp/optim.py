@@ -13,8 +13,12 @@ class SGD:
         v <- momentum * v + (grad + weight_decay * param)
         param <- param - lr * v
 
-    The update runs in place in five passes over each parameter and one scratch buffer
-    per parameter: nothing is allocated per step.
+    The update runs in place: six element-wise passes over each parameter (three scalings,
+    three array additions; NumPy has no fused multiply-add) and one scratch buffer per
+    parameter, so nothing is allocated per step. Measured (784x784 float32, in the training
+    loop): regrouping the same terms, e.g. ``t = g + wd p; v = m v + t``, or
+    ``v = wd ((m / wd) v + p) + g`` without the scratch buffer, and running the six passes in
+    L2-sized chunks all cost the same within noise, so the plain form stays.
 
     Parameters
     ----------

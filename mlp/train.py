@@ -36,7 +36,9 @@ class Result:
         Summary: final and best metrics, ``train_time_s``, ``samples_per_s``,
         ``epochs_completed`` and, if diverged, ``diverged_epoch``.
     timing : dict
-        Seconds spent in ``data``, ``forward``, ``backward``, ``update``, ``eval``.
+        Seconds spent in ``data`` (batch gathering), ``forward`` (network, loss and the
+        train metrics), ``backward`` (loss gradient and network), ``update`` (optimizer) and
+        ``eval``.
     model : MLP
     """
 
@@ -99,7 +101,8 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
     net, loss, opt = build(cfg, ds.n_features, ds.n_classes)
     shuffle_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
 
-    x_train, y_train = ds.x_train, ds.y_train
+    # plain ndarray views of the (memory-mapped) arrays: no np.memmap subclass overhead per batch
+    x_train, y_train = np.asarray(ds.x_train), np.asarray(ds.y_train)
     n, bs = x_train.shape[0], cfg.batch_size
     timing = dict.fromkeys(("data", "forward", "backward", "update", "eval"), 0.0)
     history: list[dict[str, Any]] = []
@@ -119,19 +122,21 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
                 if xb is None:
                     xb = batches[len(idx)] = np.empty((len(idx), x_train.shape[1]), net.dtype)
                 if x_train.dtype == net.dtype:
-                    np.take(x_train, idx, axis=0, out=xb)
+                    # mode="clip" (the indices are a permutation, always valid): with the
+                    # default "raise", take() buffers ``out`` and copies it a second time.
+                    x_train.take(idx, axis=0, out=xb, mode="clip")
                 else:
                     xb[...] = x_train[idx]
                 yb = y_train[idx]
                 t1 = clock()
                 logits = net.forward(xb, train=True)
                 loss.forward(logits, yb)
-                t2 = clock()
                 if not math.isfinite(loss.mean):
                     status, diverged_epoch = "diverged", epoch
                     break
                 loss_sum += loss.mean * len(idx)
                 correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
+                t2 = clock()
                 net.backward(loss.backward())
                 t3 = clock()
                 opt.step(net.grads)
