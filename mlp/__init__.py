@@ -3,7 +3,7 @@
 NumPy and the standard library only; Hydra and MLflow wrap it from outside.
 """
 
-from . import activations, losses
+from . import activations, checkpoint, losses
 from .config import ConfigError, DataConfig, TrainConfig
 from .train import Result, train
 

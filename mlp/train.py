@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from . import checkpoint
 from .config import TrainConfig
 from .data import Dataset, load
 from .network import MLP
@@ -80,7 +81,9 @@ def evaluate(net: MLP, loss, x: np.ndarray, y: np.ndarray,
 
 
 def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None,
-          data: Dataset | None = None) -> Result:
+          data: Dataset | None = None, *, checkpoint_every: int = 0,
+          on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+          resume: dict[str, Any] | None = None) -> Result:
     """Train an MLP as ``cfg`` says; return a :class:`Result`.
 
     - Each epoch shuffles the training set from the seed and runs mini-batches of
@@ -91,7 +94,11 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
     - A non-finite loss stops the run with status ``"diverged"``; completed epochs are kept.
     - ``callback(record)`` is called after each completed epoch with its history record.
 
-    Same config and seed give identical results, bit for bit, with one BLAS thread.
+    - Every ``checkpoint_every`` epochs (0: never), ``on_checkpoint(state)`` receives the
+      full training state (see :mod:`mlp.checkpoint`); ``resume=state`` continues from it.
+
+    Same config and seed give identical results, bit for bit, with one BLAS thread, also
+    across a checkpoint and resume.
     """
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.from_dict(cfg)
@@ -109,9 +116,25 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
     status, diverged_epoch = "finished", None
     batches: dict[int, np.ndarray] = {}  # batch buffers by size (the last may be partial)
     clock = time.perf_counter
+    first = 1
+    if resume is not None:
+        checkpoint.check_matches(resume, cfg.to_dict())
+        net.load_state_dict(resume["params"])
+        opt.load_state_dict({"velocity": resume["velocity"]})
+        shuffle_rng.bit_generator.state = resume["shuffle_rng"]
+        net.dropout_rng.bit_generator.state = resume["dropout_rng"]
+        history = [dict(r) for r in resume["history"]]
+        timing.update(resume["timing"])
+        first = resume["epoch"] + 1
+
+    def state(epoch: int) -> dict[str, Any]:
+        return {"epoch": epoch, "params": net.state_dict(), "velocity": opt.state_dict()["velocity"],
+                "shuffle_rng": shuffle_rng.bit_generator.state,
+                "dropout_rng": net.dropout_rng.bit_generator.state,
+                "history": history, "timing": dict(timing), "config": cfg.to_dict()}
 
     with np.errstate(all="ignore"):  # overflow is detected as divergence, not warned about
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(first, cfg.epochs + 1):
             t_epoch = clock()
             perm = shuffle_rng.permutation(n)
             loss_sum, correct = 0.0, 0
@@ -166,6 +189,9 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
                 callback(record)
             if status == "diverged":
                 break
+            if on_checkpoint is not None and checkpoint_every and epoch % checkpoint_every == 0 \
+                    and epoch < cfg.epochs:
+                on_checkpoint(state(epoch))
 
     total = clock() - t_start
     metrics = _summary(history, total, n)

@@ -18,16 +18,18 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from mlp import ConfigError, TrainConfig, train
+from mlp import ConfigError, TrainConfig, checkpoint, train
 from mlp.data import DataError
 from mlp.train import load_data
 
@@ -165,13 +167,25 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "grid": ",".join(tr.grid or []),
             "status": "running",
         }
+        resume_state = None
+        if tracker is not None and cfg.get("resume", True):
+            resume_state, source = _find_checkpoint(tracker, exp_id, tags["config_hash"], tcfg)
+            if resume_state is not None:
+                tags.update(resumed_from=source, resumed_epoch=resume_state["epoch"])
+                log.info("%s: resuming from epoch %d of run %s", name, resume_state["epoch"],
+                         source)
         if tracker is not None:
             run_id = tracker.start_run(exp_id, name, tags, parent_run_id=tr.parent_run_id)
+            log.info("%s: tracking as run %s in %s (experiment %r)", name, run_id, tracker.uri,
+                     tr.experiment)
         status = "FAILED"
         try:
             if tracker is not None:
                 params = flatten({k: v for k, v in container.items() if k != "tracking"})
                 tracker.log_params(run_id, params)
+                for rec in (resume_state or {}).get("history", []):  # complete curves
+                    tracker.log_metrics(run_id, {k: v for k, v in rec.items() if k != "epoch"},
+                                        step=rec["epoch"])
             bar = _progress(tcfg.epochs, enabled=cfg.get("progress", True) and not multirun,
                             desc=name)
 
@@ -188,8 +202,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                     log.info("%s epoch %d %s", name, rec["epoch"],
                              {k: round(v, 4) for k, v in rec.items() if k != "epoch"})
 
+            every = cfg.get("checkpoint_every")
+            if every is None:
+                every = 10 if tcfg.epochs >= 20 else 0
+            ck_dir = out_dir if out_dir is not None else Path(tempfile.mkdtemp())
+
+            def on_checkpoint(state: dict[str, Any]) -> None:
+                path = checkpoint.save(ck_dir / "checkpoint.npz", state)
+                if tracker is not None:
+                    tracker.log_artifacts(run_id, [path], "checkpoint")
+                    tracker.set_tags(run_id, {"checkpoint_epoch": state["epoch"]})
+
             try:
-                result = train(tcfg, callback=on_epoch, data=data)
+                ck_dir.mkdir(parents=True, exist_ok=True)
+                result = train(tcfg, callback=on_epoch, data=data, checkpoint_every=every,
+                               on_checkpoint=on_checkpoint, resume=resume_state)
             finally:
                 if bar is not None:
                     bar.close()
@@ -229,13 +256,41 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True)
 
 
+def _find_checkpoint(tracker, exp_id: str, config_hash: str, tcfg: TrainConfig):
+    """(state, run id) of the newest checkpoint left by an unfinished run of this
+    configuration (KILLED, FAILED, or RUNNING with its process gone), else (None, None)."""
+    from .tracking import run_is_orphaned
+
+    for r in tracker.same_config(exp_id, config_hash):
+        if r.info.status == "RUNNING" and run_is_orphaned(r):
+            tracker.set_tags(r.info.run_id, {"status": "killed", "error": "its process died"})
+            tracker.end_run(r.info.run_id, "KILLED")
+        elif r.info.status not in ("KILLED", "FAILED"):
+            continue
+        if not r.data.tags.get("checkpoint_epoch"):
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = tracker.client.download_artifacts(r.info.run_id,
+                                                         "checkpoint/checkpoint.npz", tmp)
+                state = checkpoint.load(path)
+                checkpoint.check_matches(state, tcfg.to_dict())
+            except Exception as e:  # noqa: BLE001 - a bad checkpoint is skipped, and said so
+                log.warning("Not resuming from run %s: %s", r.info.run_id, e)
+                continue
+        return state, r.info.run_id
+    return None, None
+
+
 def _artifacts(cfg: DictConfig, result, out_dir: Path) -> list[Path]:
     from .figures import plot_learning_curves
 
     cfg_path = out_dir / "config.yaml"
     OmegaConf.save(cfg, cfg_path, resolve=True)
     csv_path = write_metrics_csv(result.history, out_dir / "metrics.csv")
-    files = [cfg_path, csv_path]
+    model_path = out_dir / "model.npz"
+    np.savez(model_path, **result.model.state_dict())  # the final weights
+    files = [cfg_path, csv_path, model_path]
     if result.history:
         files.append(plot_learning_curves(result.history, out_dir / "learning_curves.png"))
     return files

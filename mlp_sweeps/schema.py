@@ -75,6 +75,10 @@ class Config:
     # BLAS threads for this run; null: cores / parallel jobs (all cores for a single run)
     blas_threads: Optional[int] = None
     progress: bool = True  # live progress bar (single runs)
+    # save a checkpoint every N epochs (0: never; null: every 10 when epochs >= 20)
+    checkpoint_every: Optional[int] = None
+    # continue from the checkpoint of an unfinished (killed/failed) run of the same config
+    resume: bool = True
     tracking: TrackingConf = field(default_factory=TrackingConf)
 
 

@@ -165,9 +165,10 @@ class Tracker:
         if items:
             self.client.log_batch(run_id, metrics=items)
 
-    def log_artifacts(self, run_id: str, paths: Iterable[Path]) -> None:
+    def log_artifacts(self, run_id: str, paths: Iterable[Path],
+                      artifact_path: str | None = None) -> None:
         for p in paths:
-            self.client.log_artifact(run_id, str(p))
+            self.client.log_artifact(run_id, str(p), artifact_path)
 
     # reading --------------------------------------------------------------------------------
     def runs(self, experiment_id: str) -> list:
@@ -179,6 +180,12 @@ class Tracker:
             token = page.token
             if not token:
                 return out
+
+    def same_config(self, experiment_id: str, config_hash: str) -> list:
+        """Runs of one configuration (``config_hash`` tag), newest first."""
+        return self.client.search_runs(
+            [experiment_id], filter_string=f"tags.config_hash = '{config_hash}'",
+            order_by=["attributes.start_time DESC"], max_results=1000)
 
     def children(self, experiment_id: str, parent_run_id: str) -> list:
         return self.client.search_runs(

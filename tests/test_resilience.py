@@ -273,3 +273,70 @@ def test_bad_input_fails_early_and_leaves_the_store_unchanged(populated_store, t
         assert w in out, f"{w!r} missing from:\n{out}"
     assert elapsed < 60, elapsed  # seconds, not a hang
     assert _snapshot(populated_store) == before
+
+
+def test_killed_run_resumes_from_its_checkpoint_bit_identical(tmp_path):
+    """A single run SIGKILLed after a checkpoint (epoch >= 4), then rerun with the same command,
+    ends with the same per-epoch metrics and the same final weights, bit for bit, as an
+    uninterrupted run of the same config in another store."""
+    import numpy as np
+
+    job = ["hidden_size=128", "epochs=16", "test_every=2", "checkpoint_every=2", "lr=1e-3",
+           "dropout=0.2", "data.test_limit=500", "blas_threads=1", "progress=false",
+           "tracking.experiment=ck"]
+
+    def cmd(store: str, run_dir: str) -> list[str]:
+        return [*job, f"tracking.uri=sqlite:///{tmp_path / store / 'mlflow.db'}",
+                f"hydra.run.dir={tmp_path / run_dir}"]
+
+    ref = subprocess.run([sys.executable, str(ROOT / "train.py"), *cmd("ref", "r0")],
+                         capture_output=True, text=True, timeout=600, env=_env(), cwd=tmp_path)
+    assert ref.returncode == 0, ref.stdout + ref.stderr
+
+    uri = f"sqlite:///{tmp_path / 'kill' / 'mlflow.db'}"
+    log = open(tmp_path / "sweep.log", "w")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *cmd("kill", "r1")],
+                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=_env(),
+                            start_new_session=True)
+    # the store exists and its tables are created (a second process opening it while MLflow
+    # creates them races the schema migration)
+    _wait_for(lambda: "tracking as run" in (tmp_path / "sweep.log").read_text())
+
+    def checkpointed():
+        return any(int(r.data.tags.get("checkpoint_epoch", 0)) >= 4 for r in _runs(uri, "ck"))
+
+    _wait_for(checkpointed)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = _runs(uri, "ck")
+    assert len(killed) == 1 and killed[0].info.status == "RUNNING"
+    assert len(MlflowClient(uri).get_metric_history(killed[0].info.run_id, "train_loss")) < 16
+
+    again = subprocess.run([sys.executable, str(ROOT / "train.py"), *cmd("kill", "r2")],
+                           capture_output=True, text=True, timeout=600, env=_env(), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming from epoch" in again.stdout + again.stderr
+    runs = {r.info.status: r for r in _runs(uri, "ck")}
+    assert set(runs) == {"KILLED", "FINISHED"}
+    new = runs["FINISHED"]
+    assert new.data.tags["resumed_from"] == runs["KILLED"].info.run_id
+    resumed_at = int(new.data.tags["resumed_epoch"])
+    assert resumed_at >= 4
+
+    ref_client = MlflowClient(f"sqlite:///{tmp_path / 'ref' / 'mlflow.db'}")
+    ref_run = [r for r in ref_client.search_runs(
+        [ref_client.get_experiment_by_name("ck").experiment_id])][0]
+    client = MlflowClient(uri)
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        a = sorted((m.step, m.value) for m in client.get_metric_history(new.info.run_id, key))
+        b = sorted((m.step, m.value) for m in ref_client.get_metric_history(ref_run.info.run_id,
+                                                                              key))
+        assert a == b, key  # every epoch, the restored ones and the new ones
+    for key in ("final_test_acc", "final_train_loss", "final_test_loss"):
+        assert new.data.metrics[key] == ref_run.data.metrics[key]
+    w_new = np.load(client.download_artifacts(new.info.run_id, "model.npz", str(tmp_path / "a")))
+    w_ref = np.load(ref_client.download_artifacts(ref_run.info.run_id, "model.npz",
+                                                  str(tmp_path / "b")))
+    assert sorted(w_new.files) == sorted(w_ref.files) == ["W1", "W2", "b1", "b2"]
+    for k in w_ref.files:
+        assert np.array_equal(w_new[k], w_ref[k]), k
