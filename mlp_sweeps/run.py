@@ -223,6 +223,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             summary = dict(result.metrics)
             for k, v in result.timing.items():
                 summary[f"time_{k}_s"] = v
+            summary.update(_efficiency(tcfg, data, result.history))
             if tracker is not None:
                 tracker.log_metrics(run_id, summary, step=len(result.history))
                 if out_dir is not None:
@@ -254,6 +255,22 @@ def _progress(total: int, enabled: bool, desc: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True)
+
+
+def _efficiency(tcfg: TrainConfig, data, history: list[dict[str, Any]]) -> dict[str, float]:
+    """The epoch's matrix products alone (estimated from 30 batches with the run's shapes,
+    ``floor_epoch_s``) and the median epoch's ratio to it (``epoch_floor_ratio``): how close
+    to the BLAS floor the run trained."""
+    from statistics import median
+
+    from mlp.perf import MatmulFloor
+
+    if not history:
+        return {}
+    sizes = [data.n_features] + [tcfg.hidden_size] * tcfg.depth + [data.n_classes]
+    floor = MatmulFloor(sizes, data.x_train.shape[0], tcfg.batch_size, tcfg.dtype).run(30)
+    epoch = median(r["epoch_time_s"] for r in history)
+    return {"floor_epoch_s": floor, "epoch_floor_ratio": epoch / floor}
 
 
 def _find_checkpoint(tracker, exp_id: str, config_hash: str, tcfg: TrainConfig):

@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mlp import activations, losses  # noqa: E402
 from mlp.config import ConfigError, DataConfig, TrainConfig  # noqa: E402
+from mlp.perf import MatmulFloor  # noqa: E402
 from mlp.train import load_data, train  # noqa: E402
 
 PARTS = ("data", "forward", "backward", "update")
@@ -108,57 +109,6 @@ def make_config(overrides: list[str]) -> TrainConfig:
         return TrainConfig(**kw, loss_params=loss_params, data=DataConfig(**data)).validate()
     except ConfigError as e:
         raise SystemExit(str(e)) from None
-
-
-# --- the floor -----------------------------------------------------------------------------
-
-
-class MatmulFloor:
-    """The matrix products of one training epoch, on preallocated operands.
-
-    Per batch of ``b`` rows, with ``sizes = [d_0, ..., d_L]``: forward ``u_i = x_i W_i`` for
-    every layer; backward, from the last layer down, ``dW_i = x_i^T gu_i`` and, except for the
-    first layer, ``gx_i = gu_i W_i^T``. Buffers are shared as in the network: layer i's output
-    ``u_i`` is layer i+1's input, and ``gx_i`` (after the in-place activation backward) is
-    layer i-1's ``gu``; only the batch ``x_0`` and the loss gradient ``gu_L`` are separate. All
-    C-contiguous. A partial last batch gets its own operands, as in training.
-    """
-
-    def __init__(self, sizes: list[int], n: int, batch_size: int, dtype: str, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        self.dtype = np.dtype(dtype)
-        self.sizes = sizes
-        self.W = [self._rand(rng, (i, o)) * 0.01 for i, o in zip(sizes[:-1], sizes[1:])]
-        self.dW = [np.empty_like(w) for w in self.W]
-        full, rest = divmod(n, batch_size)
-        self.plan = [(self._operands(rng, batch_size), full)]
-        if rest:
-            self.plan.append((self._operands(rng, rest), 1))
-
-    def _rand(self, rng, shape) -> np.ndarray:
-        return rng.standard_normal(shape, dtype=np.float64).astype(self.dtype)
-
-    def _operands(self, rng, b: int) -> tuple[list[np.ndarray], ...]:
-        s, L = self.sizes, len(self.sizes) - 1
-        u = [np.empty((b, d), self.dtype) for d in s[1:]]  # layer outputs
-        gx = [None] + [np.empty((b, d), self.dtype) for d in s[1:-1]]  # dL/dx, layers 1..L-1
-        x = [self._rand(rng, (b, s[0]))] + u[:-1]  # layer inputs
-        gu = gx[1:] + [self._rand(rng, (b, s[-1]))]  # dL/du per layer
-        return x, u, gu, gx
-
-    def run(self) -> float:
-        """Seconds for one epoch of the matrix products."""
-        mm, W, dW, L = np.matmul, self.W, self.dW, len(self.W)
-        t0 = time.perf_counter()
-        for (x, u, gu, gx), count in self.plan:
-            for _ in range(count):
-                for i in range(L):
-                    mm(x[i], W[i], out=u[i])
-                for i in range(L - 1, -1, -1):
-                    mm(x[i].T, gu[i], out=dW[i])
-                    if i:
-                        mm(gu[i], W[i].T, out=gx[i])
-        return time.perf_counter() - t0
 
 
 # --- the benchmark -------------------------------------------------------------------------
