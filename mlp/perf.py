@@ -49,6 +49,7 @@ class MatmulFloor:
         if max_steps is not None:
             (ops, count), = self.plan[:1]
             steps = min(max_steps, count)
+            self._steps(ops, min(3, steps))  # warm-up: first-touch of the operands, BLAS threads
             t = self._steps(ops, steps)
             return t * (count + len(self.plan) - 1) / steps
         return sum(self._steps(ops, count) for ops, count in self.plan)
