@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--uri", help="tracking URI (default: the project's store)")
     ap.add_argument("--out", default=str(ROOT / "reports"), help="report folder")
     ap.add_argument("--report-only", action="store_true", help="train nothing; rewrite the report")
+    ap.add_argument("--note", default="", help="a paragraph to add under the report's header")
     args = ap.parse_args(argv)
 
     prof = dict(PROFILES[args.profile])
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
         (argv if argv is not None else sys.argv[1:]))
     header = (f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by "
               f"`{invocation.strip()}` from experiment `{args.experiment}`. "
-              f"Runs: `{shlex.join(cmd[1:])}`.")
+              f"Runs: `{shlex.join(cmd[1:])}`." + (f"\n\n{args.note}" if args.note else ""))
     report = Report(args.uri, args.experiment, GRIDS, seeds, Path(args.out))
     path = report.write(header, wall)
     print(f"wrote {path}")
