@@ -331,7 +331,7 @@ def test_ray_launcher_local_cluster_threads_from_cpus_and_a_killed_worker_is_rer
             assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)  # until the job's run is recorded, i.e. it is training
         os.kill(victims[0], signal.SIGKILL)
-        assert proc.wait(timeout=300) == 0, log.read_text()[-5000:]
+        assert proc.wait(timeout=600) == 0, log.read_text()[-5000:]
     finally:
         if proc.poll() is None:
             proc.kill()
