@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from dataclasses import dataclass, field, make_dataclass
-from typing import Any, List, Optional
+from dataclasses import MISSING as MISSING_DC
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any, List, Optional, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from mlp import activations, losses
+from mlp import TrainConfig, activations, losses
 from mlp.data import DATASETS
 
 __all__ = ["Config", "DataConf", "TrackingConf", "register"]
@@ -56,22 +57,9 @@ class TrackingConf:
 
 
 @dataclass
-class Config:
-    activation: Any = MISSING
-    loss: Any = MISSING
-    data: DataConf = MISSING
-    depth: int = 1
-    hidden_size: int = 784
-    dropout: float = 0.0
-    init: str = "normal"
-    lr: float = 1e-4
-    momentum: float = 0.9
-    weight_decay: float = 1e-3
-    batch_size: int = 100
-    epochs: int = 100
-    test_every: int = 5
-    seed: int = 0
-    dtype: str = "float32"
+class RunConf:
+    """Settings of a run that do not change what is trained (not in ``config_hash``)."""
+
     # BLAS threads for this run; null: cores / parallel jobs (all cores for a single run)
     blas_threads: Optional[int] = None
     progress: bool = True  # live progress bar (single runs)
@@ -80,6 +68,24 @@ class Config:
     # continue from the checkpoint of an unfinished (killed/failed) run of the same config
     resume: bool = True
     tracking: TrackingConf = field(default_factory=TrackingConf)
+
+
+def _fields_of(cls: type, skip: tuple[str, ...] = ()) -> list[tuple]:
+    hints = get_type_hints(cls)
+    return [(f.name, hints[f.name], field(default=f.default) if f.default_factory is MISSING_DC
+             else field(default_factory=f.default_factory))
+            for f in fields(cls) if f.name not in skip]
+
+
+# The top-level schema: the groups, the flat training settings (depth, lr, ...) with types
+# and defaults from the core's TrainConfig (the study's baseline is written in one place),
+# then the run settings.
+Config = make_dataclass(
+    "Config",
+    [("activation", Any, field(default=MISSING)), ("loss", Any, field(default=MISSING)),
+     ("data", DataConf, field(default=MISSING)),
+     *_fields_of(TrainConfig, skip=("activation", "loss", "loss_params", "data")),
+     *_fields_of(RunConf)])
 
 
 def _type_of(default: Any, annotation: Any) -> Any:
