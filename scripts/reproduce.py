@@ -82,8 +82,11 @@ def main(argv=None) -> int:
         wall = time.perf_counter() - t0
         print(f"sweep finished with exit status {rc} in {wall:.0f} s", flush=True)
 
-    invocation = "python scripts/reproduce.py " + shlex.join(
-        (argv if argv is not None else sys.argv[1:]))
+    shown = list(argv if argv is not None else sys.argv[1:])
+    if "--note" in shown:  # the note is printed below the header, not inside it
+        i = shown.index("--note")
+        shown[i:i + 2] = ["--note", "..."]
+    invocation = "python scripts/reproduce.py " + shlex.join(shown)
     header = (f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by "
               f"`{invocation.strip()}` from experiment `{args.experiment}`. "
               f"Runs: `{shlex.join(cmd[1:])}`." + (f"\n\n{args.note}" if args.note else ""))
