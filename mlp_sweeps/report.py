@@ -174,15 +174,18 @@ class Report:
             self._hist = metric_histories(self.uri, ids)
         return self._hist
 
-    def figure(self, grid: str, factors: Sequence[str]) -> str | None:
+    def figure(self, grid: str, factors: Sequence[str], depth: int | None = None) -> str | None:
         from .figures import plot_sweep_curves
 
         runs = self.grid(grid)
+        if depth is not None:
+            runs = runs[runs["depth"] == depth]
         ok = runs[runs["status"].isin(["finished", "diverged"])]
         if ok.empty:
             return None
+        where = f", {depth} hidden layer{'s' if depth and depth > 1 else ''}" if depth else ""
         plot_sweep_curves(ok, self.hist(), factors, self.fig_dir / f"{grid}_curves",
-                          title=f"{grid} ({self.profiles[grid].describe()})")
+                          title=f"{grid} ({self.profiles[grid].describe()}{where})")
         return f"figures/{grid}_curves.png"
 
     def against(self, grid: str, factor: str) -> str | None:
@@ -244,7 +247,7 @@ class Report:
                     "the tracked runs: when other processes share the cores they mostly "
                     "measure the load; `python scripts/bench.py activation=NAME` compares "
                     "activations under control.")
-        return Finding(1, claim, ev, verdict, self.figure("activations", ["activation"]))
+        return Finding(1, claim, ev, verdict, self.figure("activations", ["activation"], depth=1))
 
     def _f2(self) -> Finding:
         claim = ("Losses: hinge and softmax cross-entropy reach >98%; MSE is clearly worse "
@@ -272,7 +275,7 @@ class Report:
         else:
             ev += "\n\nMSE with swish/SELU needs the `depth` grid (not run in this profile)."
         verdict = "; ".join(f"{p}: {'holds' if ok else 'does not hold'}" for p, ok in parts)
-        return Finding(2, claim, ev, verdict, self.figure("losses", ["loss"]))
+        return Finding(2, claim, ev, verdict, self.figure("losses", ["loss"], depth=1))
 
     def _f3(self) -> Finding:
         claim = ("Depth: a second hidden layer of 784 gives no clear accuracy gain and about "
