@@ -156,16 +156,18 @@ def _download(name: str, root: Path) -> None:
         errors = []
         for mirror in spec["mirrors"]:
             url = mirror + fname
+            tmp_name = None
             try:
                 with urllib.request.urlopen(url, timeout=10) as r, \
                         tempfile.NamedTemporaryFile(dir=root, delete=False) as tmp:
+                    tmp_name = tmp.name
                     shutil.copyfileobj(r, tmp)
-                os.replace(tmp.name, root / fname)
+                os.replace(tmp_name, root / fname)
                 break
             except (urllib.error.URLError, OSError, TimeoutError) as e:
                 errors.append(f"{url}: {e}")
-                if "tmp" in locals() and os.path.exists(tmp.name):
-                    os.unlink(tmp.name)
+                if tmp_name and os.path.exists(tmp_name):  # a partial download
+                    os.unlink(tmp_name)
         else:
             raise DataError(
                 f"{name}: {fname} is missing from {root} and could not be downloaded:\n  "

@@ -125,6 +125,10 @@ def published_tables(runs: pd.DataFrame, profile: Profile) -> tuple[str, pd.Data
     return "\n\n".join(out), pd.DataFrame(records)
 
 
+def _held(ok: bool) -> str:
+    return "holds" if ok else "does not hold"
+
+
 def _curve(hist: pd.DataFrame, run_ids, key: str) -> pd.Series:
     h = hist[(hist["run_id"].isin(list(run_ids))) & (hist["key"] == key)]
     return h.groupby("epoch")["value"].mean().sort_index()
@@ -241,7 +245,7 @@ class Report:
             ("GELU slowest per epoch", per_epoch.idxmax() == "gelu"),
             ("ReLU fastest per epoch", per_epoch.idxmin() == "relu"),
         ]
-        verdict = "; ".join(f"{p}: {'holds' if ok else 'does not hold'}" for p, ok in parts)
+        verdict = "; ".join(f"{p}: {_held(ok)}" for p, ok in parts)
         verdict += (". Our GELU derivative is analytic (the study used finite differences), so "
                     "GELU is not expected to be the slowest here. Times per epoch come from "
                     "the tracked runs: when other processes share the cores they mostly "
@@ -274,7 +278,7 @@ class Report:
                                   abs(mse_acc[act] - pub) < 0.01))
         else:
             ev += "\n\nMSE with swish/SELU needs the `depth` grid (not run in this profile)."
-        verdict = "; ".join(f"{p}: {'holds' if ok else 'does not hold'}" for p, ok in parts)
+        verdict = "; ".join(f"{p}: {_held(ok)}" for p, ok in parts)
         return Finding(2, claim, ev, verdict, self.figure("losses", ["loss"], depth=1))
 
     def _f3(self) -> Finding:
@@ -300,8 +304,8 @@ class Report:
             f"{gain.max():+.2f}); mean time ratio {ratio.mean():.2f}."
         no_gain = abs(gain.mean()) < 0.3
         doubles = 1.6 <= ratio.mean() <= 3.0
-        verdict = (f"no clear gain: {'holds' if no_gain else 'does not hold'}; about double "
-                   f"the time: {'holds' if doubles else 'does not hold'} "
+        verdict = (f"no clear gain: {_held(no_gain)}; about double "
+                   f"the time: {_held(doubles)} "
                    f"(ratio {ratio.mean():.2f}; our second layer adds two 784x784 products per "
                    f"step to the first layer's two)")
         return Finding(3, claim, ev, verdict)
@@ -333,9 +337,9 @@ class Report:
             ev = ("Train loss first → last epoch: " + ", ".join(
                 f"lr {lr:g}: {a:.3g} → {b:.3g}" for lr, (a, b) in sorted(loss_start_end.items())))
             v = (f"within [5e-5, 1e-3] about the same (spread {100 * (mid.max() - mid.min()):.2f} "
-                 f"pts): {'holds' if flat else 'does not hold'}; 1e-5 lower: "
-                 f"{'holds' if small_lower else 'does not hold'}; at 1e-2 the loss does not go "
-                 f"down: {'holds' if stuck else 'does not hold'}")
+                 f"pts): {_held(flat)}; 1e-5 lower: "
+                 f"{_held(small_lower)}; at 1e-2 the loss does not go "
+                 f"down: {_held(stuck)}")
             return ev, v
         return self._sweep(4, "lr", "Learning rate: small rates converge slowly and lower; within "
                            "[5e-5, 1e-3] final accuracy is about the same; at 1e-2 the loss does "
@@ -350,9 +354,9 @@ class Report:
             higher = np.corrcoef(acc.index, acc.values)[0, 1] > 0 if len(acc) > 2 else False
             ev = "Epoch at which train accuracy first reached 97%: " + ", ".join(
                 f"{m:g}: {int(e) if e < math.inf else 'never'}" for m, e in sorted(reach.items()))
-            v = (f"higher momentum converges faster: {'holds' if faster else 'does not hold'} "
+            v = (f"higher momentum converges faster: {_held(faster)} "
                  f"(monotone in the epochs-to-97% above); ends slightly higher: "
-                 f"{'holds' if higher else 'does not hold'} (correlation of final test accuracy "
+                 f"{_held(higher)} (correlation of final test accuracy "
                  f"with momentum)")
             return ev, v
         return self._sweep(5, "momentum", "Momentum: higher momentum converges faster and ends "
@@ -367,8 +371,8 @@ class Report:
             fine = small.max() - small.min() < 0.01 if len(small) > 1 else False
             ev = "Train − test accuracy gap (pts): " + ", ".join(
                 f"{w:g}: {100 * v:.2f}" for w, v in gap.sort_index().items())
-            v = (f"0.1 clearly lowers accuracy: {'holds' if clearly else 'does not hold'}; small "
-                 f"values all fine: {'holds' if fine else 'does not hold'}; the overfitting "
+            v = (f"0.1 clearly lowers accuracy: {_held(clearly)}; small "
+                 f"values all fine: {_held(fine)}; the overfitting "
                  f"trend is read from the gaps above")
             return ev, v
         return self._sweep(6, "weight_decay", "Weight decay: 0.1 clearly lowers accuracy; small "
@@ -386,8 +390,8 @@ class Report:
             ev = ("Oscillation: mean |change| of test accuracy between evaluations over the "
                   "second half of training (pts): " + ", ".join(
                       f"{b}: {100 * j:.3f}" for b, j in sorted(jitter.items())))
-            v = (f"batch 10 oscillates most: {'holds' if osc else 'does not hold'}; all converge "
-                 f"to high accuracy (>97%): {'holds' if high else 'does not hold'}")
+            v = (f"batch 10 oscillates most: {_held(osc)}; all converge "
+                 f"to high accuracy (>97%): {_held(high)}")
             return ev, v
         return self._sweep(7, "batch_size", "Batch size: batch 10 oscillates visibly; all converge "
                            "to high accuracy.", judge)
@@ -401,10 +405,10 @@ class Report:
             high = acc[acc.index >= 512]
             flat = high.max() - high.min() < 0.005 if len(high) > 1 else False
             grows = bool((np.diff(t[t.index >= 512].values) > 0).all())
-            v = (f"16→512 more accurate: {'holds' if up else 'does not hold'}; 512→2048 flat "
+            v = (f"16→512 more accurate: {_held(up)}; 512→2048 flat "
                  f"(spread {100 * (high.max() - high.min()):.2f} pts): "
-                 f"{'holds' if flat else 'does not hold'}; time grows with width: "
-                 f"{'holds' if grows else 'does not hold'}")
+                 f"{_held(flat)}; time grows with width: "
+                 f"{_held(grows)}")
             return "", v
         return self._sweep(8, "hidden_size", "Hidden size: from 16 to 512 wider is faster and more "
                            "accurate; from 512 to 2048 accuracy stays flat while training time "
@@ -454,9 +458,9 @@ class Report:
             f"\n\nTest accuracy change {rise:+.2f} pts; train/test gap change {-shrink:+.2f} pts; "
             f"mean train accuracy over the first fifth of training: "
             f"{early[0.0]:.4f} (no dropout) vs {early[0.2]:.4f} (dropout 0.2).")
-        v = (f"converges more slowly: {'holds' if slower else 'does not hold'}; test accuracy "
-             f"rises (~+0.3): {'holds' if rise > 0 else 'does not hold'} ({rise:+.2f}); gap "
-             f"shrinks (~0.5): {'holds' if shrink > 0 else 'does not hold'} ({shrink:+.2f}). "
+        v = (f"converges more slowly: {_held(slower)}; test accuracy "
+             f"rises (~+0.3): {_held(rise > 0)} ({rise:+.2f}); gap "
+             f"shrinks (~0.5): {_held(shrink > 0)} ({shrink:+.2f}). "
              f"Ours is standard inverted dropout; the study's was a fixed weight mask.")
         return Finding(10, claim, ev, v, self.figure("dropout", ["dropout"]))
 
