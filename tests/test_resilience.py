@@ -68,6 +68,12 @@ def _wait_for(pred, timeout: float = 300, every: float = 0.2):
     raise AssertionError("timed out waiting")
 
 
+def _second_wave_running(runs) -> bool:
+    ends = [r.info.end_time for r in runs if r.info.status == "FINISHED"]
+    return bool(ends) and any(r.info.status == "RUNNING" and r.info.start_time > min(ends)
+                              for r in runs)
+
+
 def test_sigkilled_sweep_resumes_to_every_run_finished_exactly_once(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["-m", "seed=0,1,2,3,4,5", *JOB, f"tracking.uri={uri}", "tracking.experiment=kill",
@@ -75,9 +81,10 @@ def test_sigkilled_sweep_resumes_to_every_run_finished_exactly_once(tmp_path):
     proc = _start(args, tmp_path)
     try:
         _wait_store_ready(tmp_path)
-        # mid-way: some runs finished, some in flight
-        _wait_for(lambda: (any(r.info.status == "FINISHED" for r in _runs(uri, "kill"))
-                           and any(r.info.status == "RUNNING" for r in _runs(uri, "kill"))))
+        # mid-way: some runs finished, and a run of the next wave in flight (one that started
+        # after a run finished has a whole job's time to go, so it is still RUNNING at the kill;
+        # a first-wave run seen RUNNING may finish between the poll and the kill)
+        _wait_for(lambda: _second_wave_running(_runs(uri, "kill")))
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its workers, no cleanup
         proc.wait()
