@@ -7,6 +7,9 @@
 The work is in :func:`mlp_sweeps.run.run` (tracking) and :func:`mlp.train` (the core).
 """
 
+import atexit
+import gc
+
 import hydra
 from omegaconf import DictConfig
 
@@ -14,6 +17,9 @@ from mlp_sweeps import schema
 from mlp_sweeps.run import run
 
 schema.register()
+# At exit the interpreter garbage-collects every module object (MLflow, pandas, matplotlib:
+# ~0.6-1 s); frozen, they are freed without those passes.
+atexit.register(gc.freeze)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -21,10 +21,12 @@ def _save(fig, path: Path, formats: Sequence[str] = ("png",)) -> list[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = []
-    for ext in formats:
+    for i, ext in enumerate(formats):
         p = path.with_suffix(f".{ext}")
         fig.savefig(p, dpi=110)
         out.append(p)
+        if i == 0:  # laid out once: the other formats reuse it (layout is most of a save)
+            fig.set_layout_engine("none")
     plt.close(fig)
     return out
 

@@ -3,11 +3,20 @@
     python scripts/bench_sweep.py                      # 4 baseline jobs, 2 epochs, 2 workers
     python scripts/bench_sweep.py --jobs 5 --overrides activation=relu,sigmoid,selu,swish,gelu
 
-Prints the sweep's wall time (command start to exit), each job's own time (its MLflow run's
-start to end: data, training, tracking, artifacts), the sum, their ratio and the parallel
-efficiency (sum / (wall x workers)); the per-job start-up overhead (job time minus its
-training time); and the peak memory of all the sweep's processes together, sampled from
-/proc as PSS (shared pages, e.g. the memory-mapped dataset, counted once) and as RSS.
+Prints the sweep's wall time (command start to exit: start-up, planning, the store, the
+workers, every job, the summary and the sweep's tables and figures), compared with three
+serial references measured in the same invocation:
+
+- the runs' own times: each MLflow run's start to end (data, training, per-epoch tracking,
+  artifacts), summed: the work inside the runs only;
+- each job alone: the job's own command (``python train.py <its overrides>``, the same BLAS
+  threads, tracked in the same store), one after the other: what the sweep replaces;
+- the same sweep on one worker (``hydra.launcher.n_jobs=1``): the usual T1 / (W x T_W).
+
+Also the per-run overhead beyond training, and the peak memory of all the sweep's
+processes together, sampled from /proc as PSS (shared pages, e.g. the memory-mapped
+dataset, counted once) and as RSS. The store exists beforehand (as for every sweep after
+a project's first) unless ``--new-store``.
 """
 
 from __future__ import annotations
@@ -49,6 +58,37 @@ def _mem_kib(pid: int) -> tuple[int, int]:
     return vals.get("Pss", 0), vals.get("Rss", 0)
 
 
+def _timed(cmd: list[str], sample: bool = False) -> tuple[int, float, dict[str, int]]:
+    """(exit status, wall seconds, peak PSS/RSS KiB of the process tree if ``sample``)."""
+    peak = {"pss": 0, "rss": 0}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set():
+            mem = [_mem_kib(p) for p in _tree(proc.pid)]
+            peak["pss"] = max(peak["pss"], sum(m[0] for m in mem))
+            peak["rss"] = max(peak["rss"], sum(m[1] for m in mem))
+            time.sleep(0.2)
+
+    th = threading.Thread(target=poll, daemon=True)
+    if sample:
+        th.start()
+    rc = proc.wait()
+    wall = time.perf_counter() - t0
+    done.set()
+    if sample:
+        th.join()
+    return rc, wall, peak
+
+
+def _runs(client, experiment: str) -> list:
+    exp = client.get_experiment_by_name(experiment)
+    return [r for r in client.search_runs([exp.experiment_id], max_results=1000)
+            if r.data.tags.get("sweep") != "parent"] if exp else []
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,63 +96,88 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--overrides", nargs="*", default=None, help="sweep overrides instead of seeds")
+    ap.add_argument("--new-store", action="store_true",
+                    help="time the sweep's creation of a new store too (a project's first "
+                         "sweep); by default the store exists, as for every later sweep")
+    ap.add_argument("--no-baselines", action="store_true",
+                    help="skip the serial baselines (each job alone; the sweep on 1 worker)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    sweep = args.overrides or [f"seed={','.join(map(str, range(args.jobs)))}"]
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *sweep, f"epochs={args.epochs}",
-           f"hydra.launcher.n_jobs={args.workers}", f"tracking.uri={uri}",
-           "tracking.experiment=bench", f"hydra.sweep.dir={tmp / 'multirun'}"]
-    peak = {"pss": 0, "rss": 0}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            mem = [_mem_kib(p) for p in _tree(proc.pid)]
-            peak["pss"] = max(peak["pss"], sum(m[0] for m in mem))
-            peak["rss"] = max(peak["rss"], sum(m[1] for m in mem))
-            time.sleep(0.2)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    rc = proc.wait()
-    wall = time.perf_counter() - t0
-    done.set()
-    th.join()
-    if rc != 0:
-        print(f"sweep failed with exit status {rc}: {' '.join(cmd)}", file=sys.stderr)
-        return rc
-
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("bench")
-    runs = [r for r in client.search_runs([exp.experiment_id])
-            if r.data.tags.get("sweep") != "parent"]
+    if not args.new_store:
+        client.search_experiments()  # creates the store's tables now, untimed
+
+    sweep = args.overrides or [f"seed={','.join(map(str, range(args.jobs)))}"]
+    train = [sys.executable, str(ROOT / "train.py")]
+    common = [f"epochs={args.epochs}", f"tracking.uri={uri}"]
+    cmd = [*train, "-m", *sweep, *common, f"hydra.launcher.n_jobs={args.workers}",
+           "tracking.experiment=bench", f"hydra.sweep.dir={tmp / 'multirun'}"]
+    rc, wall, peak = _timed(cmd, sample=True)
+    if rc != 0:
+        print(f"sweep failed with exit status {rc}: {' '.join(cmd)}", file=sys.stderr)
+        return rc
+    runs = _runs(client, "bench")
     jobs = sorted(((r.info.end_time - r.info.start_time) / 1000, r.data.metrics["train_time_s"],
-                   r.data.metrics.get("final_test_acc"), r.info.run_name) for r in runs)
+                   r.data.metrics.get("final_test_acc"), r.info.run_name,
+                   r.data.tags["overrides"], r.data.tags["blas_threads"]) for r in runs)
     total = sum(j[0] for j in jobs)
     res = {
-        "command": " ".join(cmd), "workers": args.workers, "jobs": len(jobs), "wall_s": wall,
+        "command": " ".join(cmd), "workers": args.workers, "jobs": len(jobs),
+        "new_store": args.new_store, "wall_s": wall,
         "job_s": [j[0] for j in jobs], "sum_job_s": total, "wall_over_sum": wall / total,
         "parallel_efficiency": total / (wall * args.workers),
         "startup_overhead_s": [j[0] - j[1] for j in jobs],
         "test_acc": {j[3]: j[2] for j in jobs},
         "peak_pss_mib": peak["pss"] / 1024, "peak_rss_mib": peak["rss"] / 1024,
     }
+    if not args.no_baselines:
+        # each job alone: its own command, the same configuration and BLAS threads as in
+        # the sweep, tracked in the same store (what running the jobs one by one costs)
+        alone = []
+        for i, j in enumerate(jobs):
+            ov = [o for o in j[4].split() if not o.startswith(("tracking.", "blas_threads="))]
+            c = [*train, *ov, f"blas_threads={j[5]}", f"tracking.uri={uri}",
+                 "tracking.experiment=bench-alone", "progress=false",
+                 f"hydra.run.dir={tmp / 'alone' / str(i)}"]
+            rc_a, wall_a, _ = _timed(c)
+            if rc_a != 0:
+                print(f"job failed alone with exit status {rc_a}: {' '.join(c)}", file=sys.stderr)
+                return rc_a
+            alone.append(wall_a)
+        # the same sweep on one worker
+        c1 = [*train, "-m", *sweep, *common, "hydra.launcher.n_jobs=1",
+              "tracking.experiment=bench-1worker", f"hydra.sweep.dir={tmp / 'multirun1'}"]
+        rc1, wall1, _ = _timed(c1)
+        if rc1 != 0:
+            print(f"1-worker sweep failed with exit status {rc1}: {' '.join(c1)}", file=sys.stderr)
+            return rc1
+        res.update(alone_s=alone, sum_alone_s=sum(alone), wall_over_sum_alone=wall / sum(alone),
+                   wall_1worker_s=wall1,
+                   speedup_over_1worker=wall1 / wall,
+                   efficiency_over_1worker=wall1 / (wall * args.workers))
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
-    print(f"sweep of {len(jobs)} jobs on {args.workers} workers: wall {wall:.1f} s")
-    for own, trained, acc, name in jobs:
-        print(f"  {name:40s} job {own:6.1f} s  training {trained:6.1f} s  test acc {acc:.4f}")
-    print(f"sum of the jobs' own times {total:.1f} s; wall / sum = {wall / total:.2f}; "
-          f"parallel efficiency {res['parallel_efficiency']:.2f}")
-    print(f"per-job overhead beyond training (data, tracking, artifacts): "
+    print(f"sweep of {len(jobs)} jobs on {args.workers} workers "
+          f"({'new' if args.new_store else 'existing'} store): wall {wall:.1f} s")
+    for i, (own, trained, acc, name, _, _) in enumerate(jobs):
+        extra = f"  alone {res['alone_s'][i]:5.1f} s" if "alone_s" in res else ""
+        print(f"  {name:40s} run {own:5.1f} s  training {trained:5.1f} s{extra}  "
+              f"test acc {acc:.4f}")
+    print(f"wall / sum of the runs' own times ({total:.1f} s, start to end of each MLflow run) "
+          f"= {wall / total:.2f}; parallel efficiency {res['parallel_efficiency']:.2f}")
+    if "alone_s" in res:
+        print(f"wall / sum of the jobs run alone ({res['sum_alone_s']:.1f} s, one command each, "
+              f"tracking included) = {res['wall_over_sum_alone']:.2f}; parallel efficiency "
+              f"{res['sum_alone_s'] / (wall * args.workers):.2f}")
+        print(f"the same sweep on 1 worker: {wall1:.1f} s; speed-up {res['speedup_over_1worker']:.2f}"
+              f", parallel efficiency {res['efficiency_over_1worker']:.2f}")
+    print(f"per-run overhead beyond training (data, tracking, artifacts): "
           f"{min(res['startup_overhead_s']):.1f}-{max(res['startup_overhead_s']):.1f} s")
     print(f"peak memory of all the sweep's processes: PSS {res['peak_pss_mib']:.0f} MiB "
           f"(shared pages once), RSS {res['peak_rss_mib']:.0f} MiB (shared pages per process)")

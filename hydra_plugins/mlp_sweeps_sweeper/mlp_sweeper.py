@@ -34,6 +34,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mlp_sweeps import workers
 from mlp_sweeps.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -234,15 +235,22 @@ class MlpSweeper(Sweeper):
         t0 = time.perf_counter()
         jobs = self.validate(self.plan(list(arguments)))
         log.info("Planned and validated %d jobs in %.2f s", len(jobs), time.perf_counter() - t0)
+        # the workers start (and import) while this process opens the store
+        warm = None if self.dry_run else workers.prewarm(self.launcher, len(jobs))
         tracking = self.config.tracking
         tracker = parent = exp_id = None
         todo, done = list(jobs), []
         if tracking.enabled:
             from mlp_sweeps.tracking import Tracker
 
-            tracker = Tracker(tracking.uri)
-            exp_id = tracker.experiment_id(tracking.experiment)
-            todo, done = self._resume(tracker, exp_id, jobs)
+            try:
+                tracker = Tracker(tracking.uri)
+                exp_id = tracker.experiment_id(tracking.experiment)
+                todo, done = self._resume(tracker, exp_id, jobs)
+            except BaseException:  # e.g. an unreachable store: no workers left behind
+                if warm is not None:
+                    workers.release(self.launcher)
+                raise
         if self.dry_run:
             for i, j in enumerate(jobs):
                 state = " (finished: skip)" if j in done else (f" (was {j.previous})" if j.previous else "")
@@ -252,6 +260,10 @@ class MlpSweeper(Sweeper):
                      len(jobs), len(todo))
             return []
 
+        if warm is not None:
+            warm.join()
+            if not todo:
+                workers.release(self.launcher)
         prepare = getattr(self.launcher, "prepare", None)  # e.g. Ray: connect to the cluster
         if todo and callable(prepare):
             prepare()  # an unreachable cluster fails here, before any run is recorded
@@ -289,6 +301,7 @@ class MlpSweeper(Sweeper):
         try:
             self._launch_all(todo, outcome, tracker, exp_id, parent)
             status = "FINISHED"
+            workers.release(self.launcher)  # idle now: not waited for at exit
         finally:
             if tracker is not None and status != "FINISHED":
                 self._kill_in_flight(tracker, exp_id, parent, "the sweep was interrupted")

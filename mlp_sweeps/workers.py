@@ -1,0 +1,118 @@
+"""Worker processes of the joblib launcher: started early, released promptly.
+
+A sweep's fixed cost is mostly start-up: loky spawns its worker processes only when the
+launcher submits the first job, and each worker then imports NumPy, Hydra, MLflow and
+matplotlib (~2.5 s) before its first run can start; at the end, the launching process
+waits at exit for the idle workers to shut down (~1-2 s). Here:
+
+- :func:`prewarm` starts the workers in a background thread, *while* the launching
+  process plans the sweep and opens the store, by running :func:`warm` once per worker
+  through ``joblib.Parallel`` with the launcher's own settings: loky's reusable executor
+  is then reused by the launcher (same arguments), workers warm;
+- :func:`release` stops the idle workers once the last job has returned.
+
+Only for hydra-joblib-launcher (loky); other launchers are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def warm() -> tuple[int, float]:
+    """Import what a job needs (run in a worker); returns (pid, seconds taken).
+
+    Nothing is opened in the store: the launching process may be creating it (two
+    processes creating one SQLite store race MLflow's schema migration)."""
+    t0 = time.perf_counter()
+    import gc
+
+    import hydra.core.utils  # noqa: F401  (run_job)
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (most of opening a store)
+
+    import mlp_sweeps.figures  # noqa: F401  (matplotlib, pandas: the run's learning curves)
+    import mlp_sweeps.run  # noqa: F401  (numpy, threadpoolctl, the core)
+    import mlp_sweeps.tracking  # noqa: F401  (mlflow)
+
+    # the imported modules live as long as the worker: out of the cyclic GC's way
+    gc.freeze()
+    return os.getpid(), time.perf_counter() - t0
+
+
+def joblib_settings(launcher: Any) -> dict[str, Any] | None:
+    """The ``joblib.Parallel`` arguments hydra-joblib-launcher will use, or None if the
+    launcher is not it (or runs jobs in-process: ``n_jobs=1``)."""
+    settings = getattr(launcher, "joblib", None)
+    if type(launcher).__name__ != "JoblibLauncher" or settings is None:
+        return None
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+
+    cfg = dict(settings)
+    cfg["backend"] = "loky"  # as the launcher does
+    process_joblib_cfg(cfg)
+    n = cfg.get("n_jobs")
+    n = (os.cpu_count() or 1) if n is None or int(n) < 1 else int(n)
+    return cfg if n > 1 else None
+
+
+class Prewarm:
+    """Workers being started in the background; :meth:`join` before launching jobs."""
+
+    def __init__(self, settings: dict[str, Any], n_workers: int):
+        self.settings, self.n = settings, n_workers
+        self.pids: list[int] = []
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._run, name="prewarm-workers", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from joblib import Parallel, delayed
+
+        t0 = time.perf_counter()
+        try:
+            out = Parallel(**self.settings)(delayed(warm)() for _ in range(self.n))
+            self.pids = [pid for pid, _ in out]
+        except BaseException as e:  # noqa: BLE001 - warming is an optimisation only
+            self.error = e
+        self.seconds = time.perf_counter() - t0
+
+    def join(self) -> None:
+        self._thread.join()
+        if self.error is not None:
+            log.warning("Could not start the workers ahead of the jobs (%s: %s); the launcher "
+                        "starts them", type(self.error).__name__, self.error)
+        else:
+            log.debug("Workers %s warm in %.2f s", self.pids, self.seconds)
+
+
+def prewarm(launcher: Any, n_jobs: int) -> Prewarm | None:
+    """Start (at most ``n_jobs``) joblib workers now, in the background; None if the
+    launcher is not joblib's or runs jobs in-process."""
+    settings = joblib_settings(launcher)
+    if settings is None or n_jobs < 2:
+        return None
+    n = settings.get("n_jobs")
+    n = (os.cpu_count() or 1) if n is None or int(n) < 1 else int(n)
+    return Prewarm(settings, min(n, n_jobs))
+
+
+def release(launcher: Any) -> None:
+    """Stop the joblib launcher's idle workers now (after the sweep's last job) instead of
+    at interpreter exit, where the launching process waits for them to shut down."""
+    if joblib_settings(launcher) is None:
+        return
+    try:
+        from joblib.externals.loky import reusable_executor
+
+        executor = getattr(reusable_executor, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False, kill_workers=True)
+    except Exception as e:  # noqa: BLE001 - an optimisation only
+        log.debug("Could not release the workers: %s", e)

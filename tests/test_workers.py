@@ -1,0 +1,79 @@
+"""Worker processes of the joblib launcher started ahead of the jobs and released after
+them (mlp_sweeps.workers): real loky workers, a real multirun."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+from joblib import Parallel, delayed
+from mlflow.tracking import MlflowClient
+
+from mlp_sweeps import workers
+
+from test_sweeps import SMALL, run_train, store_args
+
+pytestmark = pytest.mark.slow
+
+
+def _launcher(n_jobs: int) -> JoblibLauncher:
+    # the arguments conf/hydra/launcher/joblib.yaml gives it
+    return JoblibLauncher(n_jobs=n_jobs, backend=None, prefer="processes", require=None,
+                          verbose=0, timeout=None, pre_dispatch="2*n_jobs",
+                          batch_size="auto", temp_folder=None, max_nbytes=None,
+                          mmap_mode="r")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (killed, not yet reaped) is gone too
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_prewarmed_workers_are_the_ones_the_launcher_uses_then_released():
+    launcher = _launcher(2)
+    warm = workers.prewarm(launcher, n_jobs=4)
+    assert warm is not None
+    warm.join()
+    assert warm.error is None
+    assert len(set(warm.pids)) == 2 and os.getpid() not in warm.pids
+    # what the launcher does with the same settings: loky reuses the warm executor
+    settings = workers.joblib_settings(launcher)
+    used = Parallel(**settings)(delayed(os.getpid)() for _ in range(6))
+    assert set(used) <= set(warm.pids)
+    workers.release(launcher)
+    deadline = time.time() + 30
+    while any(_alive(p) for p in warm.pids) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in warm.pids)
+
+
+def test_no_prewarm_for_in_process_or_single_jobs():
+    assert workers.prewarm(_launcher(1), n_jobs=4) is None  # joblib runs n_jobs=1 in-process
+    assert workers.prewarm(_launcher(2), n_jobs=1) is None
+    assert workers.prewarm(object(), n_jobs=4) is None  # another launcher: left alone
+
+
+def test_sweep_jobs_run_in_the_prewarmed_workers(tmp_path):
+    r = run_train("-m", "seed=0,1,2", *SMALL, "hydra.launcher.n_jobs=2",
+                  "hydra.verbose=mlp_sweeps.workers", *store_args(tmp_path, "warm"),
+                  tmp=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    m = re.search(r"Workers \[(\d+), (\d+)\] warm in", out)
+    assert m, out
+    warm_pids = {m.group(1), m.group(2)}
+    client = MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("warm")
+    runs = [x for x in client.search_runs([exp.experiment_id])
+            if x.data.tags.get("sweep") != "parent"]
+    assert len(runs) == 3 and all(x.info.status == "FINISHED" for x in runs)
+    assert {x.data.tags["pid"] for x in runs} <= warm_pids
