@@ -11,7 +11,9 @@ serial references measured in the same invocation:
   artifacts), summed: the work inside the runs only;
 - each job alone: the job's own command (``python train.py <its overrides>``, the same BLAS
   threads, tracked in the same store), one after the other: what the sweep replaces;
-- the same sweep on one worker (``hydra.launcher.n_jobs=1``): the usual T1 / (W x T_W).
+- the same sweep on one worker (``hydra.launcher.n_jobs=1``), with the sweep's BLAS
+  threads per job (the usual T1 / (W x T_W)) and with BLAS on all cores (one job at a
+  time using the whole machine: the alternative to parallel workers).
 
 Also the per-run overhead beyond training, and the peak memory of all the sweep's
 processes together, sampled from /proc as PSS (shared pages, e.g. the memory-mapped
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 
 def _tree(pid: int) -> list[int]:
@@ -60,17 +63,29 @@ def _mem_kib(pid: int) -> tuple[int, int]:
 
 def _timed(cmd: list[str], sample: bool = False) -> tuple[int, float, dict[str, int]]:
     """(exit status, wall seconds, peak PSS/RSS KiB of the process tree if ``sample``)."""
-    peak = {"pss": 0, "rss": 0}
+    peak = {"pss": 0, "rss": 0, "data_pss": 0, "data_rss": 0}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     done = threading.Event()
+    from mlp.data import default_cache_dir
+
+    cache = str(default_cache_dir().resolve())
 
     def poll():
-        while not done.is_set():
-            mem = [_mem_kib(p) for p in _tree(proc.pid)]
+        # reading /proc/<pid>/smaps* walks the process's page tables (~8 ms for the rollup,
+        # ~16 ms for the per-mapping file, per process): sampled sparingly, or the sampling
+        # itself takes a good part of a core from the sweep it measures
+        i = 0
+        while not done.wait(1.0 if i else 0.5):
+            pids = _tree(proc.pid)
+            mem = [_mem_kib(p) for p in pids]
             peak["pss"] = max(peak["pss"], sum(m[0] for m in mem))
             peak["rss"] = max(peak["rss"], sum(m[1] for m in mem))
-            time.sleep(0.2)
+            if i % 3 == 0:
+                data = [_data_kib(p, cache) for p in pids]
+                peak["data_pss"] = max(peak["data_pss"], sum(d[0] for d in data))
+                peak["data_rss"] = max(peak["data_rss"], sum(d[1] for d in data))
+            i += 1
 
     th = threading.Thread(target=poll, daemon=True)
     if sample:
@@ -87,6 +102,27 @@ def _runs(client, experiment: str) -> list:
     exp = client.get_experiment_by_name(experiment)
     return [r for r in client.search_runs([exp.experiment_id], max_results=1000)
             if r.data.tags.get("sweep") != "parent"] if exp else []
+
+
+def _data_kib(pid: int, folder: str) -> tuple[int, int]:
+    """(PSS, RSS) in KiB of one process's mappings of files under ``folder`` (the decoded
+    dataset cache), 0 if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text()
+    except OSError:
+        return 0, 0
+    pss = rss = 0
+    inside = False
+    for line in text.splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
+            inside = len(head) >= 6 and head[5].startswith(folder)
+        elif inside and head and head[0] in ("Pss:", "Rss:"):
+            if head[0] == "Pss:":
+                pss += int(head[1])
+            else:
+                rss += int(head[1])
+    return pss, rss
 
 
 def main(argv=None) -> int:
@@ -134,6 +170,7 @@ def main(argv=None) -> int:
         "startup_overhead_s": [j[0] - j[1] for j in jobs],
         "test_acc": {j[3]: j[2] for j in jobs},
         "peak_pss_mib": peak["pss"] / 1024, "peak_rss_mib": peak["rss"] / 1024,
+        "dataset_pss_mib": peak["data_pss"] / 1024, "dataset_rss_mib": peak["data_rss"] / 1024,
     }
     if not args.no_baselines:
         # each job alone: its own command, the same configuration and BLAS threads as in
@@ -149,17 +186,26 @@ def main(argv=None) -> int:
                 print(f"job failed alone with exit status {rc_a}: {' '.join(c)}", file=sys.stderr)
                 return rc_a
             alone.append(wall_a)
-        # the same sweep on one worker
-        c1 = [*train, "-m", *sweep, *common, "hydra.launcher.n_jobs=1",
-              "tracking.experiment=bench-1worker", f"hydra.sweep.dir={tmp / 'multirun1'}"]
-        rc1, wall1, _ = _timed(c1)
-        if rc1 != 0:
-            print(f"1-worker sweep failed with exit status {rc1}: {' '.join(c1)}", file=sys.stderr)
-            return rc1
+        # the same sweep on one worker: with the sweep's BLAS threads per job (the same work
+        # per job: T1 of the parallel efficiency), and with every core's threads per job
+        # (the alternative a user has: one job at a time, BLAS using all cores)
+        serial = {}
+        for label, threads in (("1worker", jobs[0][5]), ("1worker_all_threads", None)):
+            c1 = [*train, "-m", *sweep, *common, "hydra.launcher.n_jobs=1",
+                  f"tracking.experiment=bench-{label}", f"hydra.sweep.dir={tmp / label}"]
+            if threads is not None:
+                c1.append(f"blas_threads={threads}")
+            rc1, serial[label], _ = _timed(c1)
+            if rc1 != 0:
+                print(f"1-worker sweep failed with exit status {rc1}: {' '.join(c1)}",
+                      file=sys.stderr)
+                return rc1
+        wall1, wall1_all = serial["1worker"], serial["1worker_all_threads"]
         res.update(alone_s=alone, sum_alone_s=sum(alone), wall_over_sum_alone=wall / sum(alone),
-                   wall_1worker_s=wall1,
-                   speedup_over_1worker=wall1 / wall,
-                   efficiency_over_1worker=wall1 / (wall * args.workers))
+                   wall_1worker_s=wall1, speedup_over_1worker=wall1 / wall,
+                   efficiency_over_1worker=wall1 / (wall * args.workers),
+                   wall_1worker_all_threads_s=wall1_all,
+                   speedup_over_1worker_all_threads=wall1_all / wall)
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
@@ -175,12 +221,17 @@ def main(argv=None) -> int:
         print(f"wall / sum of the jobs run alone ({res['sum_alone_s']:.1f} s, one command each, "
               f"tracking included) = {res['wall_over_sum_alone']:.2f}; parallel efficiency "
               f"{res['sum_alone_s'] / (wall * args.workers):.2f}")
-        print(f"the same sweep on 1 worker: {wall1:.1f} s; speed-up {res['speedup_over_1worker']:.2f}"
-              f", parallel efficiency {res['efficiency_over_1worker']:.2f}")
+        print(f"the same sweep on 1 worker, {jobs[0][5]} BLAS thread(s) per job as here: "
+              f"{wall1:.1f} s; speed-up {res['speedup_over_1worker']:.2f}, parallel efficiency "
+              f"{res['efficiency_over_1worker']:.2f}")
+        print(f"the same sweep on 1 worker, BLAS on all cores: {wall1_all:.1f} s; speed-up "
+              f"{res['speedup_over_1worker_all_threads']:.2f}")
     print(f"per-run overhead beyond training (data, tracking, artifacts): "
           f"{min(res['startup_overhead_s']):.1f}-{max(res['startup_overhead_s']):.1f} s")
     print(f"peak memory of all the sweep's processes: PSS {res['peak_pss_mib']:.0f} MiB "
           f"(shared pages once), RSS {res['peak_rss_mib']:.0f} MiB (shared pages per process)")
+    print(f"of which the memory-mapped dataset: PSS {res['dataset_pss_mib']:.0f} MiB, RSS summed "
+          f"over the processes {res['dataset_rss_mib']:.0f} MiB (one copy, shared)")
     return 0
 
 
