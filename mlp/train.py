@@ -162,7 +162,7 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
                 t2 = clock()
                 net.backward(loss.backward())
                 t3 = clock()
-                opt.step(net.grads)
+                opt.step(net.grads, scratch=True)  # the gradients are spent here
                 t4 = clock()
                 timing["data"] += t1 - t0
                 timing["forward"] += t2 - t1

@@ -85,6 +85,28 @@ def test_state_dict_round_trip_resumes_identically():
     np.testing.assert_array_equal(p1, p2)
 
 
+@pytest.mark.parametrize("momentum, weight_decay", [(0.9, 1e-3), (0.0, 1e-3), (0.9, 0.0),
+                                                     (0.0, 0.0)])
+def test_scratch_gradients_give_the_same_bits(momentum, weight_decay):
+    """step(grads, scratch=True), as the training loop calls it, computes the update in the
+    gradient arrays: the same operations, so the same bits as the default step."""
+    rng = np.random.default_rng(1)
+    shapes = [(7, 5), (5,), (5, 3), (3,)]
+    init = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    steps = [[rng.normal(size=s).astype(np.float32) for s in shapes] for _ in range(5)]
+    a_params, b_params = [x.copy() for x in init], [x.copy() for x in init]
+    a = SGD(a_params, lr=0.05, momentum=momentum, weight_decay=weight_decay)
+    b = SGD(b_params, lr=0.05, momentum=momentum, weight_decay=weight_decay)
+    for grads in steps:
+        a.step([g.copy() for g in grads])
+        spent = [g.copy() for g in grads]
+        b.step(spent, scratch=True)
+    for pa, pb, va, vb in zip(a_params, b_params, a.velocity, b.velocity):
+        np.testing.assert_array_equal(pa, pb)
+        np.testing.assert_array_equal(va, vb)
+    assert b._tmp is None  # no scratch arrays were needed
+
+
 @pytest.mark.parametrize("kwargs, shown", [
     ({"lr": 0.0}, "0.0"),
     ({"lr": -1.0}, "-1.0"),
