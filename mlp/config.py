@@ -72,13 +72,15 @@ class TrainConfig:
         else:
             kw["loss"] = loss
             kw["loss_params"] = dict(d.get("loss_params") or {})
-        data = d.get("data") or {}
-        names = {f.name for f in fields(DataConfig)}
-        kw["data"] = DataConfig(**{k: v for k, v in dict(data).items() if k in names})
+        kw["data"] = _data_config(d.get("data") or {})
         for f in fields(cls):
             if f.name not in kw and f.name in d:
                 kw[f.name] = d[f.name]
         return cls(**kw)
+
+    def __post_init__(self):
+        if not isinstance(self.data, DataConfig):  # e.g. TrainConfig(data={"train_limit": 5000})
+            self.data = _data_config(self.data)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +124,21 @@ class TrainConfig:
             if v is not None:
                 _int(f"data.{k}", v, 1, none_ok=True)
         return self
+
+
+def _data_config(data: Mapping[str, Any] | DataConfig) -> DataConfig:
+    """A :class:`DataConfig` from a mapping; an unknown key is an error naming the valid ones."""
+    if isinstance(data, DataConfig):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"data must be a mapping of data settings or a DataConfig, got "
+                          f"{data!r}")
+    names = [f.name for f in fields(DataConfig)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ConfigError(f"unknown data setting(s) {', '.join(map(repr, unknown))}; valid: "
+                          f"{', '.join(names)}")
+    return DataConfig(**dict(data))
 
 
 def _choice(key: str, value: Any, valid) -> None:

@@ -173,3 +173,15 @@ def test_to_dict_round_trips():
     assert d["data"]["train_limit"] == 100
     assert TrainConfig.from_dict(d) == cfg
     assert set(d) == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_data_settings_as_a_mapping_are_checked_by_name():
+    assert TrainConfig(data={"train_limit": 500}).data == DataConfig(train_limit=500)
+    with pytest.raises(ConfigError, match=r"unknown data setting\(s\) 'train_limt'; valid: "
+                                          r"name, root, normalize, train_limit, test_limit"):
+        TrainConfig.from_dict({"data": {"train_limt": 500}})
+    with pytest.raises(ConfigError, match="'train_limt'"):
+        TrainConfig(data={"train_limt": 500})
+    with pytest.raises(ConfigError, match="data must be a mapping of data settings or a "
+                                          "DataConfig, got 5"):
+        TrainConfig(data=5)
