@@ -9,6 +9,9 @@ from typing import Any, Sequence
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
+# the same figure gives the same SVG file (element ids, no creation date): regenerated
+# reports change only where the results do
+matplotlib.rcParams["svg.hashsalt"] = "mlp-sweeps"
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -23,7 +26,7 @@ def _save(fig, path: Path, formats: Sequence[str] = ("png",)) -> list[Path]:
     out = []
     for i, ext in enumerate(formats):
         p = path.with_suffix(f".{ext}")
-        fig.savefig(p, dpi=110)
+        fig.savefig(p, dpi=110, metadata={"Date": None} if ext == "svg" else None)
         out.append(p)
         if i == 0:  # laid out once: the other formats reuse it (layout is most of a save)
             fig.set_layout_engine("none")
