@@ -56,9 +56,13 @@ def joblib_settings(launcher: Any) -> dict[str, Any] | None:
     cfg = dict(settings)
     cfg["backend"] = "loky"  # as the launcher does
     process_joblib_cfg(cfg)
-    n = cfg.get("n_jobs")
-    n = (os.cpu_count() or 1) if n is None or int(n) < 1 else int(n)
-    return cfg if n > 1 else None
+    return cfg if _n_workers(cfg) > 1 else None
+
+
+def _n_workers(settings: dict[str, Any]) -> int:
+    """The worker processes joblib starts for ``n_jobs`` (None or < 1: one per core)."""
+    n = settings.get("n_jobs")
+    return (os.cpu_count() or 1) if n is None or int(n) < 1 else int(n)
 
 
 class Prewarm:
@@ -98,9 +102,7 @@ def prewarm(launcher: Any, n_jobs: int) -> Prewarm | None:
     settings = joblib_settings(launcher)
     if settings is None or n_jobs < 2:
         return None
-    n = settings.get("n_jobs")
-    n = (os.cpu_count() or 1) if n is None or int(n) < 1 else int(n)
-    return Prewarm(settings, min(n, n_jobs))
+    return Prewarm(settings, min(_n_workers(settings), n_jobs))
 
 
 def release(launcher: Any) -> None:
