@@ -79,8 +79,7 @@ class TrainConfig:
         return cls(**kw)
 
     def __post_init__(self):
-        if not isinstance(self.data, DataConfig):  # e.g. TrainConfig(data={"train_limit": 5000})
-            self.data = _data_config(self.data)
+        self.data = _data_config(self.data)  # e.g. TrainConfig(data={"train_limit": 5000})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -61,41 +61,49 @@ def _mem_kib(pid: int) -> tuple[int, int]:
     return vals.get("Pss", 0), vals.get("Rss", 0)
 
 
-def _timed(cmd: list[str], sample: bool = False) -> tuple[int, float, dict[str, int]]:
-    """(exit status, wall seconds, peak PSS/RSS KiB of the process tree if ``sample``)."""
-    peak = {"pss": 0, "rss": 0, "data_pss": 0, "data_rss": 0}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    done = threading.Event()
+def _sample(proc: subprocess.Popen, peak: dict[str, int], done: threading.Event) -> None:
+    """Peak memory of ``proc``'s process tree into ``peak`` until ``done``. Reading
+    /proc/<pid>/smaps* walks the process's page tables (~8 ms for the rollup, ~16 ms for
+    the per-mapping file, per process): sampled sparingly, or the sampling itself takes a
+    good part of a core from the sweep it measures."""
     from mlp.data import default_cache_dir
 
     cache = str(default_cache_dir().resolve())
+    i = 0
+    while not done.wait(1.0 if i else 0.5):
+        pids = _tree(proc.pid)
+        mem = [_mem_kib(p) for p in pids]
+        peak["pss"] = max(peak["pss"], sum(m[0] for m in mem))
+        peak["rss"] = max(peak["rss"], sum(m[1] for m in mem))
+        if i % 3 == 0:
+            data = [_data_kib(p, cache) for p in pids]
+            peak["data_pss"] = max(peak["data_pss"], sum(d[0] for d in data))
+            peak["data_rss"] = max(peak["data_rss"], sum(d[1] for d in data))
+        i += 1
 
-    def poll():
-        # reading /proc/<pid>/smaps* walks the process's page tables (~8 ms for the rollup,
-        # ~16 ms for the per-mapping file, per process): sampled sparingly, or the sampling
-        # itself takes a good part of a core from the sweep it measures
-        i = 0
-        while not done.wait(1.0 if i else 0.5):
-            pids = _tree(proc.pid)
-            mem = [_mem_kib(p) for p in pids]
-            peak["pss"] = max(peak["pss"], sum(m[0] for m in mem))
-            peak["rss"] = max(peak["rss"], sum(m[1] for m in mem))
-            if i % 3 == 0:
-                data = [_data_kib(p, cache) for p in pids]
-                peak["data_pss"] = max(peak["data_pss"], sum(d[0] for d in data))
-                peak["data_rss"] = max(peak["data_rss"], sum(d[1] for d in data))
-            i += 1
 
-    th = threading.Thread(target=poll, daemon=True)
+class Failed(Exception):
+    """A timed command exited non-zero."""
+
+
+def _timed(cmd: list[str], what: str, sample: bool = False) -> tuple[float, dict[str, int]]:
+    """(wall seconds, peak PSS/RSS KiB of the process tree if ``sample``) of ``cmd``;
+    :class:`Failed` naming ``what`` if it exits non-zero."""
+    peak = dict.fromkeys(("pss", "rss", "data_pss", "data_rss"), 0)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    done = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(proc, peak, done), daemon=True)
     if sample:
-        th.start()
+        sampler.start()
     rc = proc.wait()
     wall = time.perf_counter() - t0
     done.set()
     if sample:
-        th.join()
-    return rc, wall, peak
+        sampler.join()
+    if rc != 0:
+        raise Failed(f"{what} failed with exit status {rc}: {' '.join(cmd)}")
+    return wall, peak
 
 
 def _runs(client, experiment: str) -> list:
@@ -126,6 +134,14 @@ def _data_kib(pid: int, folder: str) -> tuple[int, int]:
 
 
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except Failed as e:
+        print(e, file=sys.stderr)
+        return 1
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=4, help="jobs (seeds 0..N-1 unless --overrides)")
@@ -153,10 +169,7 @@ def main(argv=None) -> int:
     common = [f"epochs={args.epochs}", f"tracking.uri={uri}"]
     cmd = [*train, "-m", *sweep, *common, f"hydra.launcher.n_jobs={args.workers}",
            "tracking.experiment=bench", f"hydra.sweep.dir={tmp / 'multirun'}"]
-    rc, wall, peak = _timed(cmd, sample=True)
-    if rc != 0:
-        print(f"sweep failed with exit status {rc}: {' '.join(cmd)}", file=sys.stderr)
-        return rc
+    wall, peak = _timed(cmd, "the sweep", sample=True)
     runs = _runs(client, "bench")
     jobs = sorted(((r.info.end_time - r.info.start_time) / 1000, r.data.metrics["train_time_s"],
                    r.data.metrics.get("final_test_acc"), r.info.run_name,
@@ -181,11 +194,7 @@ def main(argv=None) -> int:
             c = [*train, *ov, f"blas_threads={j[5]}", f"tracking.uri={uri}",
                  "tracking.experiment=bench-alone", "progress=false",
                  f"hydra.run.dir={tmp / 'alone' / str(i)}"]
-            rc_a, wall_a, _ = _timed(c)
-            if rc_a != 0:
-                print(f"job failed alone with exit status {rc_a}: {' '.join(c)}", file=sys.stderr)
-                return rc_a
-            alone.append(wall_a)
+            alone.append(_timed(c, "a job alone")[0])
         # the same sweep on one worker: with the sweep's BLAS threads per job (the same work
         # per job: T1 of the parallel efficiency), and with every core's threads per job
         # (the alternative a user has: one job at a time, BLAS using all cores)
@@ -195,13 +204,10 @@ def main(argv=None) -> int:
                   f"tracking.experiment=bench-{label}", f"hydra.sweep.dir={tmp / label}"]
             if threads is not None:
                 c1.append(f"blas_threads={threads}")
-            rc1, serial[label], _ = _timed(c1)
-            if rc1 != 0:
-                print(f"1-worker sweep failed with exit status {rc1}: {' '.join(c1)}",
-                      file=sys.stderr)
-                return rc1
+            serial[label] = _timed(c1, "the 1-worker sweep")[0]
         wall1, wall1_all = serial["1worker"], serial["1worker_all_threads"]
         res.update(alone_s=alone, sum_alone_s=sum(alone), wall_over_sum_alone=wall / sum(alone),
+                   efficiency_over_alone=sum(alone) / (wall * args.workers),
                    wall_1worker_s=wall1, speedup_over_1worker=wall1 / wall,
                    efficiency_over_1worker=wall1 / (wall * args.workers),
                    wall_1worker_all_threads_s=wall1_all,
@@ -220,7 +226,7 @@ def main(argv=None) -> int:
     if "alone_s" in res:
         print(f"wall / sum of the jobs run alone ({res['sum_alone_s']:.1f} s, one command each, "
               f"tracking included) = {res['wall_over_sum_alone']:.2f}; parallel efficiency "
-              f"{res['sum_alone_s'] / (wall * args.workers):.2f}")
+              f"{res['efficiency_over_alone']:.2f}")
         print(f"the same sweep on 1 worker, {jobs[0][5]} BLAS thread(s) per job as here: "
               f"{wall1:.1f} s; speed-up {res['speedup_over_1worker']:.2f}, parallel efficiency "
               f"{res['efficiency_over_1worker']:.2f}")

@@ -9,24 +9,25 @@ cd "$(dirname "$0")/.."
 
 python -m pip install -e ".[dev]"
 
+# apt_install PACKAGE WHY: Debian's package (refreshing the index only if needed), or a
+# note saying what is missing when apt is not available
+apt_install() {
+  if command -v apt-get >/dev/null 2>&1; then
+    local sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    $sudo apt-get install -y --no-install-recommends "$1" \
+      || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends "$1"; }
+  else
+    echo "note: no apt-get; $2" >&2
+  fi
+}
+
 fashion=/usr/share/datasets/fashion-mnist
 if [[ ! -d $fashion ]]; then
-  if command -v apt-get >/dev/null 2>&1; then
-    sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
-    $sudo apt-get install -y --no-install-recommends dataset-fashion-mnist \
-      || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends dataset-fashion-mnist; }
-  else
-    echo "note: no apt-get; for Fashion-MNIST put its four IDX files in $fashion or pass data.root" >&2
-  fi
+  apt_install dataset-fashion-mnist \
+    "for Fashion-MNIST put its four IDX files in $fashion or pass data.root"
 fi
 
 # PostgreSQL's server binaries (initdb, pg_ctl), for tests/test_distributed.py
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then
-    sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
-    $sudo apt-get install -y --no-install-recommends postgresql \
-      || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends postgresql; }
-  else
-    echo "note: no apt-get; install PostgreSQL's server for the PostgreSQL tracking test" >&2
-  fi
+  apt_install postgresql "install PostgreSQL's server for the PostgreSQL tracking test"
 fi
