@@ -1,0 +1,139 @@
+"""The evidence a reproduction report rests on, as compact files beside the report, so that
+anyone can check every number, the report can be regenerated without the tracking store,
+and a new machine loses no finished run.
+
+``<report dir>/evidence/``:
+
+- ``runs.csv``: one row per completed run (finished or diverged; the one that counts for
+  its configuration): identity, grids, training settings, final metrics, time;
+- ``curves.csv.gz``: their per-epoch metrics (run_id, key, epoch, value);
+- ``timing.csv``: the controlled timing pass (:mod:`mlp_sweeps.timing`);
+- ``manifest.json``: the commands whose runs these are, the machine and BLAS kernel of the
+  timing pass.
+
+:func:`restore` writes the runs back into a tracking store as FINISHED runs with their
+config hash, so a sweep there skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .results import CONFIG_COLUMNS, METRICS, PARAMS, load_runs, metric_histories
+
+RUN_COLUMNS = ["run_id", "run_name", "status", "config_hash", "grid", "start_time",
+               *CONFIG_COLUMNS, *METRICS.values()]
+CURVE_KEYS = ("train_loss", "test_loss", "train_acc", "test_acc")
+COMPLETED = ("finished", "diverged")
+
+
+@dataclass
+class Evidence:
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    timing: pd.DataFrame = field(default_factory=pd.DataFrame)
+    manifest: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_store(cls, uri: str | None, experiment: str) -> "Evidence":
+        """The completed runs of ``experiment`` (the one that counts per configuration)."""
+        runs = load_runs(uri, experiment)
+        runs = runs[runs["status"].isin(COMPLETED)][RUN_COLUMNS].reset_index(drop=True)
+        curves = metric_histories(uri, runs["run_id"], CURVE_KEYS)
+        return cls(runs, curves)
+
+    @classmethod
+    def read(cls, folder: Path) -> "Evidence":
+        folder = Path(folder)
+        if not (folder / "runs.csv").exists():
+            return cls(pd.DataFrame(columns=RUN_COLUMNS),
+                       pd.DataFrame(columns=["run_id", "key", "epoch", "value"]))
+        runs = pd.read_csv(folder / "runs.csv", dtype={"run_id": str, "config_hash": str,
+                                                       "grid": str, "loss.alpha": str})
+        runs["grid"] = runs["grid"].fillna("")
+        curves = pd.read_csv(folder / "curves.csv.gz")
+        timing = pd.read_csv(folder / "timing.csv") if (folder / "timing.csv").exists() \
+            else pd.DataFrame()
+        manifest = json.loads((folder / "manifest.json").read_text()) \
+            if (folder / "manifest.json").exists() else {}
+        return cls(runs, curves, timing, manifest)
+
+    def write(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        runs = self.runs.sort_values(["grid", "run_name", "seed"], kind="stable")
+        runs.to_csv(folder / "runs.csv", index=False, float_format="%.10g")
+        curves = self.curves.sort_values(["run_id", "key", "epoch"], kind="stable")
+        # mtime 0: the same curves give the same bytes
+        curves.to_csv(folder / "curves.csv.gz", index=False, float_format="%.8g",
+                      compression={"method": "gzip", "mtime": 0})
+        if not self.timing.empty:
+            self.timing.to_csv(folder / "timing.csv", index=False, float_format="%.6g")
+        (folder / "manifest.json").write_text(json.dumps(self.manifest, indent=2,
+                                                         sort_keys=True) + "\n")
+
+    def merged(self, newer: "Evidence") -> "Evidence":
+        """These runs updated by ``newer``'s: per configuration, newer wins."""
+        runs = pd.concat([self.runs, newer.runs]).drop_duplicates("config_hash", keep="last")
+        keep = set(runs["run_id"])
+        curves = pd.concat([self.curves, newer.curves])
+        curves = curves[curves["run_id"].isin(keep)].drop_duplicates(
+            ["run_id", "key", "epoch"], keep="last")
+        return Evidence(runs.reset_index(drop=True), curves.reset_index(drop=True),
+                        self.timing, self.manifest)
+
+
+def restore(uri: str | None, experiment: str, evidence: Evidence) -> int:
+    """Record the evidence's runs in ``experiment`` of the store as FINISHED runs (settings,
+    final and per-epoch metrics, tags ``config_hash``, ``grid``, ``status`` and
+    ``restored_from``), skipping configurations that already finished there. Returns how
+    many were restored."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from .tracking import Tracker
+
+    if evidence.runs.empty:
+        return 0
+    tracker = Tracker(uri)
+    exp_id = tracker.experiment_id(experiment)
+    have = {r.data.tags.get("config_hash") for r in tracker.runs(exp_id)
+            if r.info.status == "FINISHED"}
+    by_run = {rid: c for rid, c in evidence.curves.groupby("run_id")}
+    params_of = {col: key for key, (col, _) in PARAMS.items()}
+    n = 0
+    for row in evidence.runs.to_dict("records"):
+        if row["config_hash"] in have:
+            continue
+        run = tracker.client.create_run(exp_id, run_name=row["run_name"], tags={
+            "config_hash": row["config_hash"], "grid": row["grid"], "status": row["status"],
+            "restored_from": f"evidence run {row['run_id']}"})
+        rid = run.info.run_id
+        params = [Param(params_of[c], _param_text(row[c])) for c in CONFIG_COLUMNS]
+        finals = [Metric(key, float(row[col]), 0, 0) for key, col in METRICS.items()
+                  if not _missing(row[col])]
+        steps = [Metric(k, float(v), 0, int(e)) for k, e, v in
+                 by_run.get(row["run_id"], pd.DataFrame(columns=["key", "epoch", "value"]))
+                 [["key", "epoch", "value"]].itertuples(index=False)]
+        tracker.client.log_batch(rid, params=params)
+        for i in range(0, len(finals) + len(steps), 1000):  # MLflow's batch limit
+            tracker.client.log_batch(rid, metrics=(finals + steps)[i:i + 1000])
+        tracker.client.set_terminated(rid, "FINISHED")
+        n += 1
+    return n
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _param_text(v) -> str:
+    if _missing(v):
+        return "None"
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return str(v)
