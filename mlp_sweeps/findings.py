@@ -64,12 +64,13 @@ class Judgement:
 
 
 def combine(parts: Sequence[Part]) -> Verdict:
-    """holds: every measured part held; does not hold: none did; partly: some did; not
-    measured: no part could be measured."""
+    """holds: every part measured and held; not measured: no part could be measured; does
+    not hold: no measured part held; partly: the rest (some held, others did not or could
+    not be measured)."""
     measured = [p.held for p in parts if p.held is not None]
     if not measured:
         return Verdict.NOT_MEASURED
-    if all(measured):
+    if all(measured) and len(measured) == len(parts):
         return Verdict.HOLDS
     return Verdict.PARTLY if any(measured) else Verdict.DOES_NOT_HOLD
 
@@ -490,6 +491,7 @@ def evaluate(finding: Finding, runs: pd.DataFrame, curves: pd.DataFrame,
         judgement.why = (f"runs of {short} epoch{'s' if short > 1 else ''}; the study's ran "
                          f"{protocol.epochs} (at {short} it would be: {judgement.verdict.value})")
         judgement.verdict = Verdict.NOT_MEASURED
-    elif judgement.verdict is Verdict.NOT_MEASURED:
-        judgement.why = "; ".join(p.evidence for p in parts if p.held is None)
+    else:
+        judgement.why = "; ".join(f"{p.claim}: not measured, {p.evidence}"
+                                  for p in parts if p.held is None)
     return judgement

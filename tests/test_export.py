@@ -131,23 +131,3 @@ def test_unknown_experiment_is_a_clear_error(store, capsys):
         export_main(["--uri", uri, "-e", "nope"])
     err = capsys.readouterr().err
     assert "no experiment 'nope'" in err and "cmp" in err
-
-
-def test_reproduce_resumes_a_second_invocation_trains_nothing(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = [sys.executable, str(ROOT / "scripts" / "reproduce.py"), "--profile", "quick",
-           "--epochs", "1", "--only", "dropout", "--uri", uri, "--out", str(tmp_path / "rep")]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert "run: 2  finished: 2" in first.stdout + first.stderr
-    second = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    assert second.returncode == 0, second.stdout + second.stderr
-    out = second.stdout + second.stderr
-    assert "planned: 2  skipped: 2  resumed: 0  run: 0" in out
-    report = (tmp_path / "rep" / "REPORT.md").read_text()
-    assert "### 10. Dropout" in report and "**Verdict:**" in report
-    assert (tmp_path / "rep" / "figures" / "dropout_curves.png").stat().st_size > 5000
-    assert (tmp_path / "rep" / "figures" / "focal_loss.png").stat().st_size > 5000
-    runs = MlflowClient(uri).search_runs(
-        [MlflowClient(uri).get_experiment_by_name("study").experiment_id])
-    assert sum(r.data.tags.get("sweep") != "parent" for r in runs) == 2  # no duplicates

@@ -1,0 +1,257 @@
+"""The findings' judges on small synthetic studies: each verdict a judge can give, the
+protocol rule (no verdict from runs shorter than the study's), timings under load."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlp_sweeps.findings import FINDINGS, Part, Verdict, combine, evaluate
+from mlp_sweeps.study import CONFIG_KEYS, PROTOCOL, configurations
+from mlp_sweeps.timing import configurations_to_time
+
+STUDY = configurations()
+BY_NUMBER = {f.number: f for f in FINDINGS}
+
+
+def study_runs(acc=lambda c: 0.98, gap=lambda c: 0.01, reach=lambda c: 10,
+               jitter=lambda c: 0.0, status=lambda c: "finished", epochs=PROTOCOL.epochs,
+               test_every=PROTOCOL.test_every, seeds=(0,)):
+    """A run per study configuration and seed: final test accuracy ``acc(c)``, train
+    accuracy ``acc + gap``, a train-accuracy curve rising linearly to its final value at
+    epoch ``reach(c)`` (then flat), test accuracy evaluated every ``test_every`` epochs
+    alternating by ``jitter(c)`` around its final value."""
+    rows, curves = [], []
+    for i, c in enumerate(STUDY.to_dict("records")):
+        for s in seeds:
+            rid = f"r{i}-{s}"
+            a, t = acc(c), acc(c) + gap(c)
+            rows.append({**c, "run_id": rid, "run_name": rid, "seed": s, "epochs": epochs,
+                         "train_limit": np.nan, "status": status(c), "test_acc": a,
+                         "train_acc": t, "start_time": i, "config_hash": rid})
+            for e in range(1, epochs + 1):
+                curves.append((rid, "train_acc", e, t * min(1.0, e / max(reach(c), 1e-9))))
+                curves.append((rid, "train_loss", e, 1.0 / e))
+                if e % test_every == 0 or e == epochs:
+                    sign = 1 if (e // test_every) % 2 else -1
+                    curves.append((rid, "test_acc", e, a + sign * jitter(c) * (e != epochs)))
+    return (pd.DataFrame(rows),
+            pd.DataFrame(curves, columns=["run_id", "key", "epoch", "value"]))
+
+
+def timing(epoch_s=lambda c: 1.0, other_cpu=0.0):
+    t = configurations_to_time(STUDY)
+    t["epoch_s"] = [epoch_s(c) for c in t.to_dict("records")]
+    t["eval_s"], t["other_cpu"], t["epochs"] = 0.1, other_cpu, 3
+    return t
+
+
+def verdict(n, runs_curves, t=None):
+    runs, curves = runs_curves
+    return evaluate(BY_NUMBER[n], runs, curves, t if t is not None else timing())
+
+
+def test_combine_gives_each_verdict():
+    yes, no, unk = Part("a", True, ""), Part("b", False, ""), Part("c", None, "why")
+    assert combine([yes, yes]) is Verdict.HOLDS
+    assert combine([yes, no]) is Verdict.PARTLY
+    assert combine([yes, unk]) is Verdict.PARTLY  # a claim not measured whole does not hold whole
+    assert combine([no, no]) is Verdict.DOES_NOT_HOLD
+    assert combine([no, unk]) is Verdict.DOES_NOT_HOLD
+    assert combine([unk]) is Verdict.NOT_MEASURED
+
+
+@pytest.mark.parametrize("finding", [f for f in FINDINGS if f.grids], ids=lambda f: f.topic)
+def test_runs_shorter_than_the_study_give_no_verdict_and_say_so(finding):
+    j = evaluate(finding, *study_runs(epochs=10, test_every=5), timing())
+    assert j.verdict is Verdict.NOT_MEASURED
+    assert "10 epochs" in j.why and f"{PROTOCOL.epochs}" in j.why
+    assert "10 epochs" in j.runs
+
+
+@pytest.mark.parametrize("finding", [f for f in FINDINGS if f.grids], ids=lambda f: f.topic)
+def test_no_runs_is_not_measured_and_names_the_command(finding):
+    runs, curves = study_runs()
+    j = evaluate(finding, runs.iloc[0:0], curves.iloc[0:0], timing())
+    assert j.verdict is Verdict.NOT_MEASURED and "scripts/reproduce.py --only" in j.why
+
+
+# 1. activations -----------------------------------------------------------------------------------
+def act_acc(c):
+    return 0.975 if c["activation"] == "sigmoid" else 0.98
+
+
+def act_time(c):
+    return {"gelu": 1.3, "relu": 0.9}.get(c["activation"], 1.0) * c["depth"]
+
+
+def test_activations_hold():
+    j = verdict(1, study_runs(acc=act_acc, reach=lambda c: 40 if c["activation"] == "sigmoid"
+                              else 10), timing(act_time))
+    assert j.verdict is Verdict.HOLDS, j.evidence()
+
+
+def test_activations_timings_under_load_are_not_used():
+    j = verdict(1, study_runs(acc=act_acc, reach=lambda c: 40 if c["activation"] == "sigmoid"
+                              else 10), timing(act_time, other_cpu=1.5))
+    assert j.verdict is Verdict.PARTLY
+    assert "under load (other processes used 1.50 cores)" in j.why
+    assert [p.held for p in j.parts][-2:] == [None, None]
+
+
+def test_activations_do_not_hold():
+    j = verdict(1, study_runs(acc=lambda c: 0.99 if c["activation"] == "sigmoid" else 0.96,
+                              reach=lambda c: 5 if c["activation"] == "sigmoid" else 10),
+                timing(lambda c: {"gelu": 0.5, "relu": 2.0}.get(c["activation"], 1.0)))
+    assert j.verdict is Verdict.DOES_NOT_HOLD, j.evidence()
+
+
+# 2. losses -----------------------------------------------------------------------------------------
+def loss_acc(mse_swish=0.891):
+    def acc(c):
+        if c["loss"] != "mse" or c["loss.reduction"] != "mean":
+            return 0.985
+        return {"relu": 0.944, "swish": mse_swish, "selu": 0.918}.get(c["activation"], 0.95)
+    return acc
+
+
+def test_losses_hold():
+    assert verdict(2, study_runs(acc=loss_acc())).verdict is Verdict.HOLDS
+
+
+def test_losses_partly_when_a_published_mse_number_is_off_by_more_than_the_tolerance():
+    j = verdict(2, study_runs(acc=loss_acc(mse_swish=0.891 + (PROTOCOL.tolerance_pts + 0.2) / 100)))
+    assert j.verdict is Verdict.PARTLY
+    assert [p.claim for p in j.parts if p.held is False] == ["MSE + swish 89.1%"]
+
+
+def test_losses_do_not_hold():
+    j = verdict(2, study_runs(acc=lambda c: 0.95 if c["loss"] != "mse" else 0.97))
+    assert j.verdict is Verdict.DOES_NOT_HOLD
+
+
+# 3. depth ----------------------------------------------------------------------------------------
+def test_depth_holds_no_gain_and_double_time():
+    j = verdict(3, study_runs(), timing(lambda c: 1.0 * c["depth"]))
+    assert j.verdict is Verdict.HOLDS, j.evidence()
+    assert "three matrix products" in j.evidence()
+
+
+def test_depth_does_not_hold_with_a_clear_gain_and_triple_time():
+    j = verdict(3, study_runs(acc=lambda c: 0.97 + 0.01 * c["depth"]),
+                timing(lambda c: 1.0 if c["depth"] == 1 else 3.0))
+    assert j.verdict is Verdict.DOES_NOT_HOLD
+    assert "median +1.00 points" in j.evidence()
+
+
+# 4. learning rate ---------------------------------------------------------------------------------
+LR_REACH = {1e-5: 90, 5e-5: 30, 1e-4: 10}
+
+
+def test_learning_rate_holds():
+    j = verdict(4, study_runs(acc=lambda c: 0.95 if c["lr"] == 1e-5 else 0.98,
+                              reach=lambda c: LR_REACH.get(c["lr"], 5),
+                              status=lambda c: "diverged" if c["lr"] == 1e-2 else "finished"))
+    assert j.verdict is Verdict.HOLDS, j.evidence()
+
+
+def test_learning_rate_does_not_hold():
+    j = verdict(4, study_runs(acc=lambda c: 0.90 + 0.1 * (c["lr"] == 1e-5) - 0.05 * (c["lr"] == 1e-3),
+                              reach=lambda c: 100 - LR_REACH.get(c["lr"], 5)))
+    assert j.verdict is Verdict.PARTLY or j.verdict is Verdict.DOES_NOT_HOLD
+    assert not any(p.held for p in j.parts[:3])
+
+
+# 5. momentum -------------------------------------------------------------------------------------
+def test_momentum_holds_and_does_not_hold():
+    up = verdict(5, study_runs(acc=lambda c: 0.97 + 0.01 * c["momentum"],
+                               reach=lambda c: 50 - 40 * c["momentum"]))
+    assert up.verdict is Verdict.HOLDS, up.evidence()
+    down = verdict(5, study_runs(acc=lambda c: 0.99 - 0.01 * c["momentum"],
+                                 reach=lambda c: 10 + 40 * c["momentum"]))
+    assert down.verdict is Verdict.DOES_NOT_HOLD
+
+
+# 6. weight decay ---------------------------------------------------------------------------------
+def test_weight_decay_holds_and_partly():
+    wd_gap = lambda c: 0.01 + c["weight_decay"]  # noqa: E731 - grows with decay
+    j = verdict(6, study_runs(acc=lambda c: 0.95 if c["weight_decay"] == 0.1 else 0.98,
+                              gap=wd_gap))
+    assert j.verdict is Verdict.HOLDS, j.evidence()
+    shrinking = verdict(6, study_runs(acc=lambda c: 0.95 if c["weight_decay"] == 0.1 else 0.98,
+                                      gap=lambda c: 0.05 - c["weight_decay"]))
+    assert shrinking.verdict is Verdict.PARTLY
+    assert shrinking.parts[-1].held is False and "|train - test accuracy|" in shrinking.parts[-1].evidence
+
+
+# 7. batch size -----------------------------------------------------------------------------------
+def test_batch_size_holds_when_batch_10_jitters_most():
+    j = verdict(7, study_runs(jitter=lambda c: 0.01 if c["batch_size"] == 10 else 0.001))
+    assert j.verdict is Verdict.HOLDS, j.evidence()
+
+
+def test_batch_size_does_not_hold_when_another_jitters_more():
+    j = verdict(7, study_runs(acc=lambda c: 0.96, jitter=lambda c: 0.01 if c["batch_size"] == 1000
+                              else 0.001))
+    assert j.verdict is Verdict.DOES_NOT_HOLD
+
+
+def test_batch_size_with_too_few_evaluations_is_not_measured_not_false():
+    # 100-epoch runs evaluated every 50 epochs: one evaluation in the second half
+    j = verdict(7, study_runs(test_every=50))
+    osc = j.parts[0]
+    assert osc.held is None and "too few evaluations" in osc.evidence
+    assert j.verdict is Verdict.PARTLY and "too few evaluations" in j.why
+
+
+# 8. hidden size -----------------------------------------------------------------------------------
+def hid_acc(c):
+    return min(0.98, 0.90 + 0.01 * math.log2(c["hidden_size"]))
+
+
+def test_hidden_size_holds():
+    j = verdict(8, study_runs(acc=hid_acc, reach=lambda c: 100 / math.log2(c["hidden_size"])),
+                timing(lambda c: c["hidden_size"] / 1000))
+    assert j.verdict is Verdict.HOLDS, j.evidence()
+
+
+def test_hidden_size_time_under_load_and_flat_time():
+    loaded = verdict(8, study_runs(acc=hid_acc, reach=lambda c: 100 / math.log2(c["hidden_size"])),
+                     timing(lambda c: c["hidden_size"] / 1000, other_cpu=0.9))
+    assert loaded.verdict is Verdict.PARTLY and loaded.parts[-1].held is None
+    flat = verdict(8, study_runs(acc=hid_acc, reach=lambda c: 100 / math.log2(c["hidden_size"])),
+                   timing(lambda c: 1.0))
+    assert flat.verdict is Verdict.PARTLY and flat.parts[-1].held is False
+
+
+# 9. focal loss -----------------------------------------------------------------------------------
+def test_focal_loss_holds_without_runs():
+    j = evaluate(BY_NUMBER[9], *study_runs(epochs=1), None)
+    assert j.verdict is Verdict.HOLDS and "gamma 5" in j.evidence()
+
+
+# 10. dropout --------------------------------------------------------------------------------------
+def test_dropout_holds():
+    j = verdict(10, study_runs(acc=lambda c: 0.970 + 0.003 * (c["dropout"] > 0),
+                               gap=lambda c: 0.02 - 0.005 * (c["dropout"] > 0),
+                               reach=lambda c: 30 if c["dropout"] > 0 else 10))
+    assert j.verdict is Verdict.HOLDS, j.evidence()
+
+
+def test_dropout_a_larger_negative_gap_is_not_a_shrinking_gap():
+    # test above train in both runs: |gap| grows from 0.5 to 1.0 points with dropout
+    j = verdict(10, study_runs(acc=lambda c: 0.97, gap=lambda c: -0.010 if c["dropout"] > 0
+                               else -0.005, reach=lambda c: 5 if c["dropout"] > 0 else 10))
+    gap = j.parts[-1]
+    assert gap.held is False and "0.50 -> 1.00" in gap.evidence
+    assert j.verdict is Verdict.DOES_NOT_HOLD
+
+
+def test_table_of_findings_is_complete_and_ordered():
+    assert [f.number for f in FINDINGS] == list(range(1, 11))
+    grids = set().union(*(f.grids for f in FINDINGS))
+    assert grids <= set(STUDY["grid"].str.split(",").explode())
+    assert set(CONFIG_KEYS) <= set(STUDY.columns)
