@@ -237,6 +237,8 @@ class Report:
     # the document ------------------------------------------------------------------------------
     def write(self, header: str) -> Path:
         self.fig_dir.mkdir(parents=True, exist_ok=True)
+        for old in (*self.fig_dir.glob("*.png"), *self.fig_dir.glob("*.svg")):
+            old.unlink()  # figures of an earlier report that this one may not draw
         lines = ["# Reproduction of the MNIST MLP study", "", header, "",
                  "## Status", "", self.status_block(), "",
                  "## Findings", "",
