@@ -184,8 +184,8 @@ def judge_losses(runs, curves, timing, level=0.98, clearly=1.0,
                   pts(acc.get("cross_entropy", math.nan)))]
     if "mse" in acc and len(others):
         parts.append(Part("MSE clearly worse", bool(acc["mse"] < others.min() - clearly / 100),
-                          f"MSE {pts(acc['mse'])}, {clearly:g}+ points below the others' "
-                          f"lowest {pts(others.min())}?"))
+                          f"MSE {pts(acc['mse'])} against the others' lowest "
+                          f"{pts(others.min())}; clearly: {clearly:g}+ points below"))
     for loss, act, pub in published:
         r = runs[(runs["loss"] == loss) & (runs["activation"] == act)]
         claim = f"{loss.upper()} + {act} {pub:.1%}"
@@ -194,7 +194,7 @@ def judge_losses(runs, curves, timing, level=0.98, clearly=1.0,
             continue
         ours = r["test_acc"].mean()
         parts.append(Part(claim, bool(abs(ours - pub) * 100 <= TOL),
-                          f"ours {pts(ours)}, within {TOL:g} points?"))
+                          f"ours {pts(ours)}; reproduced: within ±{TOL:g} points"))
     return parts
 
 
@@ -413,6 +413,11 @@ class Finding:
     judge: Callable[..., list[Part]]
     where: dict = field(default_factory=dict)  # a restriction of those runs, column -> value
     factor: str | None = None       # the swept factor (tables and figures)
+    by: tuple[str, ...] = ()        # the table's rows, if not the factor alone
+
+    @property
+    def table_by(self) -> list[str]:
+        return list(self.by or (self.factor,))
 
 
 FINDINGS: tuple[Finding, ...] = (
@@ -421,7 +426,7 @@ FINDINGS: tuple[Finding, ...] = (
             ("activations",), judge_activations, {"depth": 1}, "activation"),
     Finding(2, "Losses", "Hinge and softmax cross-entropy reach >98%; MSE is clearly worse "
             "(94.4%); with MSE, swish reached only 89.1% and SELU 91.8%.",
-            ("losses", "depth"), judge_losses, {"depth": 1}, "loss"),
+            ("losses", "depth"), judge_losses, {"depth": 1}, "loss", ("loss", "activation")),
     Finding(3, "Depth", "A second hidden layer of 784 gives no clear accuracy gain and about "
             "doubles training time.", ("activations", "losses", "depth"), judge_depth),
     Finding(4, "Learning rate", "Small rates converge slowly and lower; within [5e-5, 1e-3] "

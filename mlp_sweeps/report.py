@@ -128,7 +128,10 @@ class Report:
             return "not run (`python scripts/reproduce.py --timing`)"
         m = self.ev.manifest.get("timing", {})
         t = self.timing
-        return (f"{len(t)} configurations, {int(t['epochs'].max())} epochs each, alone on "
+        lim = t["train_limit"].max() if "train_limit" in t else math.nan
+        data = f" on the first {int(lim)} training examples" if pd.notna(lim) else ""
+        return (f"{len(t)} configurations, {int(t['epochs'].max())} epochs each{data} (the "
+                f"median epoch after the first), each alone on "
                 f"{m.get('blas_threads', 1)} BLAS thread; other processes used at most "
                 f"{t['other_cpu'].max():.2f} cores; {machine_text(m)}")
 
@@ -191,31 +194,37 @@ class Report:
         lines += [f"- {p.text()}" for p in j.parts] + [""]
         sel = runs_for(f, self.runs)
         if f.factor and not sel.empty:
-            lines += [_md(tables.comparison(sel, [f.factor])), ""]
-            fig = self.figure(f, sel)
-            if fig:
-                lines += [f"![{f.topic}]({fig})", ""]
+            lines += [_md(tables.comparison(sel, f.table_by)), ""]
+            lines += [f"![{f.topic}]({fig})" for fig in self.figures(f, sel)] + [""]
         if f.number == 9:
             from .figures import plot_focal_loss
             plot_focal_loss(self.fig_dir / "focal_loss")
             lines += ["![focal loss](figures/focal_loss.png)", ""]
         return lines
 
-    def figure(self, f, sel: pd.DataFrame) -> str | None:
+    def figures(self, f, sel: pd.DataFrame) -> list[str]:
+        """The finding's learning curves and, for a numeric factor, final test accuracy
+        against it; paths relative to the report."""
         from .figures import plot_against, plot_sweep_curves
 
         name = f.topic.lower().replace(" ", "_")
         where = ", 1 hidden layer" if f.where.get("depth") == 1 else ""
         plot_sweep_curves(sel, self.ev.curves, [f.factor], self.fig_dir / f"{name}_curves",
                           title=f"{f.topic} ({describe(sel)}{where})")
+        out = [f"figures/{name}_curves.png"]
         if pd.api.types.is_numeric_dtype(sel[f.factor]) and sel[f.factor].nunique() > 2:
             plot_against(sel, f.factor, ["test_acc"], self.fig_dir / f"{name}_vs_{f.factor}",
                          title=f"final test accuracy against {f.factor}")
-        return f"figures/{name}_curves.png"
+            out.append(f"figures/{name}_vs_{f.factor}.png")
+        return out
 
     def time_table(self) -> str:
         if self.timing is None:
             return "No timing pass (`python scripts/reproduce.py --timing`)."
+        limit = self.timing["train_limit"].max() if "train_limit" in self.timing else math.nan
+        if pd.notna(limit):
+            return (f"The timing pass ran on the first {int(limit)} training examples: not "
+                    "comparable with the published times of whole runs.")
         rows = []
         for p in self.published.to_dict("records"):
             c = configuration({"activation": p["activation"], "loss": p["loss"],
