@@ -255,3 +255,35 @@ def test_table_of_findings_is_complete_and_ordered():
     grids = set().union(*(f.grids for f in FINDINGS))
     assert grids <= set(STUDY["grid"].str.split(",").explode())
     assert set(CONFIG_KEYS) <= set(STUDY.columns)
+
+
+# the remaining verdicts each judge can give ----------------------------------------------------------
+def test_depth_partly_no_gain_but_triple_time():
+    j = verdict(3, study_runs(), timing(lambda c: 1.0 if c["depth"] == 1 else 3.0))
+    assert j.verdict is Verdict.PARTLY and [p.held for p in j.parts] == [True, False]
+
+
+def test_momentum_partly_faster_but_not_higher():
+    j = verdict(5, study_runs(acc=lambda c: 0.99 - 0.01 * c["momentum"],
+                              reach=lambda c: 50 - 40 * c["momentum"]))
+    assert j.verdict is Verdict.PARTLY and [p.held for p in j.parts] == [True, False]
+
+
+def test_weight_decay_does_not_hold():
+    j = verdict(6, study_runs(acc=lambda c: 0.90 + c["weight_decay"] / 2 - 0.02 * (c["weight_decay"] == 1e-3),
+                              gap=lambda c: 0.05 - c["weight_decay"]))
+    assert j.verdict is Verdict.DOES_NOT_HOLD, j.evidence()
+
+
+def test_hidden_size_does_not_hold():
+    j = verdict(8, study_runs(acc=lambda c: 0.99 - 0.001 * c["hidden_size"] / 16,
+                              reach=lambda c: c["hidden_size"] / 10),
+                timing(lambda c: 1.0 / c["hidden_size"]))
+    assert j.verdict is Verdict.DOES_NOT_HOLD, j.evidence()
+
+
+def test_dropout_partly():
+    j = verdict(10, study_runs(acc=lambda c: 0.970 + 0.003 * (c["dropout"] > 0),
+                               gap=lambda c: 0.02 - 0.005 * (c["dropout"] > 0),
+                               reach=lambda c: 5 if c["dropout"] > 0 else 10))
+    assert j.verdict is Verdict.PARTLY and [p.held for p in j.parts] == [False, True, True]
