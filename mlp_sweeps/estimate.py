@@ -44,9 +44,10 @@ import numpy as np
 from mlp import TrainConfig
 from mlp.train import EVAL_BATCH
 
-__all__ = ["Gemm", "Hidden", "Update", "Step", "Work", "work", "data_sizes", "Rates",
-           "machine_key", "Ratio", "ratio", "schedule", "JobEstimate", "Estimate",
-           "for_jobs", "estimate_line"]
+__all__ = ["Gemm", "Hidden", "Update", "Step", "Work", "work", "data_sizes", "train_gemms",
+           "Rates", "machine_key", "measure", "Load", "probe_load", "Ratio", "ratio",
+           "past_ratios", "shape", "schedule", "JobEstimate", "Estimate", "for_jobs",
+           "estimate_line"]
 
 # examples (train, test), features and classes of each dataset
 DATA_SIZES = {"mnist": (60_000, 10_000, 784, 10), "fashion_mnist": (60_000, 10_000, 784, 10)}
@@ -54,9 +55,9 @@ MEASURE_ROWS = 256  # larger batches are timed at this many rows and scaled line
 UPDATE_PASSES = 15  # array reads + writes of one SGD step per parameter (mlp/optim.py)
 
 # Measured on the project's 2-core machine (scripts/bench_eta.py; see the README).
-JOB_OVERHEAD_S = 2.0  # per job beyond train_time_s: Hydra job, store, artifacts, figures
+JOB_OVERHEAD_S = 0.4  # per job beyond train_time_s: its MLflow run, artifacts, figures
 EFFICIENCY_STEPS = 33  # the run's floor_epoch_s measurement after training (3 + 30 batches)
-SWEEP_OVERHEAD_S = 8.0  # per sweep: start-up, planning, workers, summary, report
+SWEEP_OVERHEAD_S = 6.0  # per sweep: start-up, planning, workers, Hydra per job, summary, report
 DEFAULT_RATIO, DEFAULT_UNCERTAINTY = 1.3, 0.40  # no past runs to learn from
 
 
@@ -351,12 +352,12 @@ class Rates:
         if not missing:
             return
         t0 = time.perf_counter()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             lock = FileLock(str(self.path) + ".lock", timeout=120)
             lock.acquire()
-        except Timeout:
-            lock = None  # measure anyway, do not write
+        except (Timeout, OSError):  # a read-only cache folder, a stuck lock
+            lock = None  # measure anyway, without caching
         try:
             data = self._read()
             cached = data.get(self.machine, {})  # another process may have measured some
@@ -445,7 +446,6 @@ class Ratio:
                 "default": "no past runs on this machine"}[self.level]
 
 
-SHAPE_KEYS = ("depth", "hidden_size", "batch_size", "dtype", "data", "train_limit")
 MIN_UNCERTAINTY = {"config": 0.10, "shape": 0.20, "machine": 0.25}
 
 
@@ -459,15 +459,12 @@ def _spread(r: np.ndarray, centre: float) -> float:
 
 
 def ratio(config_hash: str | None, cfg: TrainConfig, past: "pd.DataFrame | None") -> Ratio:
-    """The ratio for ``cfg`` from ``past`` (rows with ``config_hash``, the config columns
-    and ``ratio``, see :func:`past_ratios`): the configuration's own runs, else runs of the
+    """The ratio for ``cfg`` from ``past`` (rows with ``config_hash``, ``shape`` and
+    ``ratio``: :func:`past_ratios`): the configuration's own runs, else runs of the
     same shape, else all runs, else :data:`DEFAULT_RATIO`."""
     if past is None or past.empty:
         return Ratio(DEFAULT_RATIO, DEFAULT_UNCERTAINTY, "default")
-    n_tr, n_te, *_ = data_sizes(cfg)
-    same_shape = ((past["depth"] == cfg.depth) & (past["hidden_size"] == cfg.hidden_size)
-                  & (past["batch_size"] == cfg.batch_size) & (past["dtype"] == cfg.dtype)
-                  & (past["n_train"] == n_tr))
+    same_shape = past["shape"] == shape(cfg)
     levels = [("config", past["config_hash"] == config_hash), ("shape", same_shape),
               ("machine", past["ratio"].notna())]
     for level, mask in levels:
@@ -480,10 +477,13 @@ def ratio(config_hash: str | None, cfg: TrainConfig, past: "pd.DataFrame | None"
     return Ratio(DEFAULT_RATIO, DEFAULT_UNCERTAINTY, "default")
 
 
-def past_ratios(runs: "pd.DataFrame | None", rates: Rates) -> "pd.DataFrame | None":
+def past_ratios(runs: "pd.DataFrame | None", rates: Rates,
+                shapes: Iterable[tuple] | None = None) -> "pd.DataFrame | None":
     """Each usable past run (finished or diverged, with a time; of this host if the frame
-    has a ``host`` column) with ``n_train`` and ``ratio`` = its ``time_s`` over the floor
-    of the epochs it did."""
+    has a ``host`` column) with its ``shape`` and ``ratio``: its ``time_s`` over the floor
+    of the epochs it did. Kernels are measured for runs of the given ``shapes`` (see
+    :func:`shape`; None: all); a run of another shape counts only once its kernels are
+    in the cache, which keeps an estimate quick on a store of many shapes."""
     import pandas as pd
 
     if runs is None or runs.empty:
@@ -494,20 +494,28 @@ def past_ratios(runs: "pd.DataFrame | None", rates: Rates) -> "pd.DataFrame | No
         import socket
 
         df = df[df["host"] == socket.gethostname()]
-    if df.empty:
-        return None
+    wanted = None if shapes is None else set(shapes)
     rows = []
     for _, r in df.iterrows():
         cfg = _config_of(r)
         if cfg is None:
             continue
         cfg.epochs = int(r["epochs_done"])
-        floor = rates.floor(work(cfg))
-        rows.append({"config_hash": r["config_hash"], "depth": cfg.depth,
-                     "hidden_size": cfg.hidden_size, "batch_size": cfg.batch_size,
-                     "dtype": cfg.dtype, "n_train": data_sizes(cfg)[0],
+        w = work(cfg)
+        if wanted is not None and shape(cfg) not in wanted \
+                and any(key(k) not in rates.seconds for k in w.counts):
+            continue
+        floor = rates.floor(w)
+        rows.append({"config_hash": r["config_hash"], "shape": shape(cfg),
                      "ratio": float(r["time_s"]) / floor if floor > 0 else np.nan})
     return pd.DataFrame(rows) if rows else None
+
+
+def shape(cfg: TrainConfig) -> tuple:
+    """What makes runs similar: layer sizes, batch size, dtype, training examples."""
+    n_train, _, feat, classes = data_sizes(cfg)
+    return ((feat,) + (cfg.hidden_size,) * cfg.depth + (classes,), cfg.batch_size, cfg.dtype,
+            n_train)
 
 
 def _config_of(row) -> TrainConfig | None:
@@ -612,6 +620,8 @@ class Estimate:
         """One row per job: its work, floor, ratio and estimate."""
         import pandas as pd
 
+        if not self.jobs:
+            return "(no jobs to run)"
         rows = [{"job": j.name, "epochs": j.config.epochs, "GFLOP": j.work.flops / 1e9,
                  "update GB": j.work.update_bytes / 1e9, "floor s": j.floor_s,
                  "x real/floor": j.ratio.value, "x load": j.load, "run s": j.run_s,
@@ -686,7 +696,7 @@ def for_jobs(configs: Sequence[TrainConfig], n_jobs: int, runs: "pd.DataFrame | 
     if load is True:
         load = probe_load()
     slowdown = load.slowdown(min(n_jobs, len(configs)) * threads, cores) if load else 1.0
-    past = past_ratios(runs, rates)
+    past = past_ratios(runs, rates, {shape(c) for c in configs})
     jobs = []
     for i, (cfg, w) in enumerate(zip(configs, works)):
         h = hashes[i] if hashes is not None else _hash(cfg)

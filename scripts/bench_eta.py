@@ -67,7 +67,9 @@ def _configs(jobs: list[list[str]]):
     from omegaconf import OmegaConf
 
     from mlp import TrainConfig
+    from mlp_sweeps.schema import register
 
+    register()
     out = []
     with initialize_config_dir(str(ROOT / "conf"), version_base=None):
         for ov in jobs:
