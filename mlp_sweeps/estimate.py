@@ -45,7 +45,7 @@ from mlp import TrainConfig
 from mlp.train import EVAL_BATCH
 
 __all__ = ["Gemm", "Hidden", "Update", "Step", "Work", "work", "data_sizes", "train_gemms",
-           "Rates", "machine_key", "measure", "Load", "probe_load", "Ratio", "ratio",
+           "Rates", "machine_key", "measure", "timed_as", "Load", "probe_load", "Ratio", "ratio",
            "past_ratios", "shape", "schedule", "JobEstimate", "Estimate", "for_jobs",
            "estimate_line"]
 
@@ -241,7 +241,7 @@ def _seconds(fn, reps: int) -> float:
     return min(time.perf_counter() - w0, time.process_time() - c0) / reps
 
 
-def _repeat(fn, budget: float = 0.015, chunks: int = 3) -> float:
+def _repeat(fn, budget: float = 0.005, chunks: int = 3) -> float:
     """Seconds per call of ``fn``: after one warm-up call, the fastest of ``chunks`` runs
     of enough calls to fill ``budget`` seconds each."""
     first = _seconds(fn, 1)
@@ -251,24 +251,20 @@ def _repeat(fn, budget: float = 0.015, chunks: int = 3) -> float:
 
 def _measure_gemm(k: Gemm, rng) -> float:
     m, kk, n = k.m, k.k, k.n
-    scale = 1.0
-    if getattr(k, k.rows) > MEASURE_ROWS:
-        scale = getattr(k, k.rows) / MEASURE_ROWS
-        m, kk = (MEASURE_ROWS, kk) if k.rows == "m" else (m, MEASURE_ROWS)
     dt = np.dtype(k.dtype)
     a = rng.standard_normal((kk, m) if k.layout == "tn" else (m, kk)).astype(dt)
     b = rng.standard_normal((n, kk) if k.layout == "nt" else (kk, n)).astype(dt)
     a = a.T if k.layout == "tn" else a
     b = b.T if k.layout == "nt" else b
     out = np.empty((m, n), dt)
-    return _repeat(lambda: np.matmul(a, b, out=out)) * scale
+    return _repeat(lambda: np.matmul(a, b, out=out))
 
 
 def _measure_hidden(k: Hidden, rng) -> float:
     from mlp import activations
     from mlp.layers import Dropout
 
-    rows = min(k.batch, MEASURE_ROWS)
+    rows = k.batch
     dt = np.dtype(k.dtype)
     act = activations.get(k.activation)
     drop = Dropout(0.2 if k.dropout else 0.0, rng)
@@ -283,7 +279,7 @@ def _measure_hidden(k: Hidden, rng) -> float:
             gg = drop.backward(g0, out=g)
             act.backward(gg, out=g)
 
-    return _repeat(once) * k.batch / rows
+    return _repeat(once)
 
 
 def _measure_update(k: Update, rng) -> float:
@@ -309,6 +305,18 @@ def _measure_step(k: Step, rng) -> float:
                       dropout=0.2 if k.dropout else 0.0, batch_size=1, epochs=3,
                       test_every=10, dtype=k.dtype)
     return _seconds(lambda: train(cfg, data=ds), 1) / (n * cfg.epochs)
+
+
+def timed_as(k: Kernel) -> tuple[Kernel, float]:
+    """The kernel that is timed for ``k`` and the factor to its time: a product or a hidden
+    layer on more than ``MEASURE_ROWS`` batch rows is timed at that many (its time is
+    linear in the rows there), so batches of 500 and 1000 share one measurement."""
+    if isinstance(k, Gemm) and getattr(k, k.rows) > MEASURE_ROWS:
+        rows = getattr(k, k.rows)
+        return k._replace(**{k.rows: MEASURE_ROWS}), rows / MEASURE_ROWS
+    if isinstance(k, Hidden) and k.batch > MEASURE_ROWS:
+        return k._replace(batch=MEASURE_ROWS), k.batch / MEASURE_ROWS
+    return k, 1.0
 
 
 _MEASURE = {Gemm: _measure_gemm, Hidden: _measure_hidden, Update: _measure_update,
@@ -348,7 +356,8 @@ class Rates:
         """Measure the kernels not in the cache yet, and add them to it."""
         from filelock import FileLock, Timeout
 
-        missing = {key(k): k for k in kernels if key(k) not in self.seconds}
+        base = (timed_as(k)[0] for k in kernels)
+        missing = {key(k): k for k in base if key(k) not in self.seconds}
         if not missing:
             return
         t0 = time.perf_counter()
@@ -377,7 +386,15 @@ class Rates:
     def floor(self, w: Work) -> float:
         """Seconds of a run's kernels alone (:meth:`ensure` them first)."""
         self.ensure(w.counts)
-        return sum(c * self.seconds[key(k)] for k, c in w.counts.items())
+        return sum(c * self.time(k) for k, c in w.counts.items())
+
+    def time(self, k: Kernel) -> float:
+        """Seconds of one call of ``k`` (:meth:`ensure` it first)."""
+        base, factor = timed_as(k)
+        return self.seconds[key(base)] * factor
+
+    def known(self, k: Kernel) -> bool:
+        return key(timed_as(k)[0]) in self.seconds
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -393,19 +410,26 @@ def _atomic_write(path: Path, text: str) -> None:
 
 @dataclass(frozen=True)
 class Load:
-    """How busy the machine is now, from a short probe (:func:`probe_load`)."""
+    """How busy the machine is now (:func:`probe_load`)."""
 
-    share: float  # of a core one thread of this process got (1: a core to itself)
+    share: float  # of a core one thread of this process got in the probe (1: a core to itself)
     others: float  # cores other processes kept busy meanwhile
+    loadavg: float = 0.0  # runnable threads, averaged over the last minute
+
+    def competing(self, cores: int | None = None) -> float:
+        """Threads of other processes that will compete with the sweep's: the most of the
+        cores they kept busy, the last minute's load average and, on a saturated machine,
+        as many as give the share the probe got (short bursts make the probe's share
+        optimistic, the load average slow: each alone misses some load)."""
+        cores = cores or os.cpu_count() or 1
+        from_share = cores / self.share - 1 if self.share < 0.9 else 0.0
+        return max(self.others, self.loadavg, from_share)
 
     def slowdown(self, threads: int, cores: int | None = None) -> float:
-        """Expected stretch of run times when ``threads`` more threads (the sweep's) join:
-        the competing threads (the cores other processes use; on a saturated machine, as
-        many as give the share measured) and ours, shared fairly over the cores."""
+        """Expected stretch of run times when the sweep's ``threads`` join: the competing
+        threads and ours shared fairly over the cores."""
         cores = cores or os.cpu_count() or 1
-        competing = self.others if self.share >= 0.9 else max(self.others,
-                                                              cores / self.share - 1)
-        return max(1.0, (competing + threads) / cores)
+        return max(1.0, (self.competing(cores) + threads) / cores)
 
 
 def probe_load(seconds: float = 0.3) -> Load:
@@ -422,7 +446,11 @@ def probe_load(seconds: float = 0.3) -> Load:
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     busy = _busy_seconds() - busy0
     others = (busy - cpu) / wall if math.isfinite(busy) else 0.0
-    return Load(min(1.0, cpu / wall), max(0.0, others))
+    try:
+        loadavg = os.getloadavg()[0]
+    except OSError:
+        loadavg = 0.0
+    return Load(min(1.0, cpu / wall), max(0.0, others), loadavg)
 
 
 # ---------------------------------------------------------------------------------------
@@ -503,7 +531,7 @@ def past_ratios(runs: "pd.DataFrame | None", rates: Rates,
         cfg.epochs = int(r["epochs_done"])
         w = work(cfg)
         if wanted is not None and shape(cfg) not in wanted \
-                and any(key(k) not in rates.seconds for k in w.counts):
+                and not all(rates.known(k) for k in w.counts):
             continue
         floor = rates.floor(w)
         rows.append({"config_hash": r["config_hash"], "shape": shape(cfg),
@@ -634,8 +662,8 @@ class Estimate:
         src = (f"rates: {self.measured} kernels measured now in {self.measure_s:.1f} s"
                if self.measured else "rates: from the cache")
         busy = "" if self.load is None else (
-            f"machine load now: others use {self.load.others:.1f} cores, a new thread gets "
-            f"{self.load.share:.0%} of a core: x{self.slowdown:.1f} on new shapes and overheads; ")
+            f"machine load now: {self.load.competing():.1f} other threads on "
+            f"{os.cpu_count() or 1} cores: x{self.slowdown:.1f} where no past run tells; ")
         return [self.table(),
                 f"{n} job{'s' * (n != 1)} on {self.n_workers} workers x {self.threads} BLAS "
                 f"thread{'s' * (self.threads != 1)}; +-{self.uncertainty:.0%} "
@@ -702,7 +730,7 @@ def for_jobs(configs: Sequence[TrainConfig], n_jobs: int, runs: "pd.DataFrame | 
         h = hashes[i] if hashes is not None else _hash(cfg)
         floor = rates.floor(w)
         # after training, the run measures its floor_epoch_s: EFFICIENCY_STEPS full steps
-        step = sum(rates.seconds[key(k)]
+        step = sum(rates.time(k)
                    for k in train_gemms(w.sizes, min(cfg.batch_size, w.n_train), cfg.dtype))
         r = ratio(h, cfg, past)
         jobs.append(JobEstimate(names[i] if names is not None else f"#{i}", h, cfg, w, floor, r,

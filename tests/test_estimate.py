@@ -63,6 +63,17 @@ def test_work_follows_depth_dropout_and_evaluations():
     assert E.data_sizes(TrainConfig()) == (60_000, 10_000, 784, 10)
 
 
+def test_large_batches_are_timed_at_fewer_rows_and_scaled():
+    big = E.Gemm(1000, 784, 2048, "nn", F32)
+    assert E.timed_as(big) == (E.Gemm(256, 784, 2048, "nn", F32), 1000 / 256)
+    assert E.timed_as(E.Gemm(784, 500, 10, "tn", F32)) == (E.Gemm(784, 256, 10, "tn", F32),
+                                                           500 / 256)  # the inner dimension
+    hid = E.Hidden("gelu", False, 1000, 16, False, F32)
+    assert E.timed_as(hid) == (hid._replace(batch=256), 1000 / 256)
+    small = E.Gemm(100, 784, 784, "nt", F32)
+    assert E.timed_as(small) == (small, 1.0)
+
+
 def test_schedule_longest_first_on_a_hand_example():
     # 2 workers: 5 -> w0 (ends 5), 4 -> w1 (4), 3 -> w1 (7), 3 -> w0 (8), 2 -> w1 (9)
     assert E.schedule([5, 4, 3, 3, 2], 2) == (9, [0, 1, 1, 0, 1])
@@ -79,7 +90,7 @@ def test_the_line_has_the_exact_format():
 
 def seeded_rates(tmp_path, configs, seconds=1e-6) -> E.Rates:
     """A rate cache that already holds every kernel of ``configs`` at ``seconds``."""
-    kernels = {E.key(k) for c in configs for k in E.work(c).counts}
+    kernels = {E.key(E.timed_as(k)[0]) for c in configs for k in E.work(c).counts}
     (tmp_path / "rates.json").write_text(json.dumps({E.machine_key(1): dict.fromkeys(kernels,
                                                                                      seconds)}))
     return E.Rates(1, tmp_path)
@@ -154,6 +165,8 @@ def test_default_ratio_takes_the_load_now():
     assert est_idle.slowdown(2, cores=2) == 1.0
     assert E.Load(share=1.0, others=1.0).slowdown(2, cores=2) == 1.5
     assert E.Load(share=0.25, others=1.9).slowdown(2, cores=2) == pytest.approx(4.5)
+    # a load average above what the probe saw wins (other processes' bursts)
+    assert E.Load(share=0.25, others=1.9, loadavg=12.0).slowdown(2, cores=2) == 7.0
 
 
 SMALL = [E.Gemm(2, 3, 4, "nn", F32), E.Gemm(3, 2, 4, "tn", F32), E.Gemm(2, 4, 3, "nt", F32),
