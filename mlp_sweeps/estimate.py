@@ -58,7 +58,7 @@ UPDATE_PASSES = 15  # array reads + writes of one SGD step per parameter (mlp/op
 JOB_OVERHEAD_S = 0.4  # per job beyond train_time_s: its MLflow run, artifacts, figures
 EFFICIENCY_STEPS = 33  # the run's floor_epoch_s measurement after training (3 + 30 batches)
 SWEEP_OVERHEAD_S = 6.0  # per sweep: start-up, planning, workers, Hydra per job, summary, report
-DEFAULT_RATIO, DEFAULT_UNCERTAINTY = 1.3, 0.40  # no past runs to learn from
+DEFAULT_RATIO, DEFAULT_UNCERTAINTY = 1.2, 0.40  # no past runs: an idle machine's ratio
 
 
 # ---------------------------------------------------------------------------------------
