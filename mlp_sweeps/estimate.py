@@ -14,13 +14,16 @@ the store.
 2. **Floor** (:class:`Rates`): each kernel timed once on this machine, with the BLAS
    threads a job will use, and cached per machine and BLAS kernel (CPU model,
    threadpoolctl's library, version and ``architecture``) in the project's cache folder,
-   under a file lock. Kernels on batches above ``MEASURE_ROWS`` rows are timed at that
-   many rows and scaled (their time is linear in the rows there). The floor of a run is
-   the sum of its kernels' times.
+   under a file lock. A kernel's time is the CPU time it takes (or the wall time, if less),
+   so a measurement on a busy machine is not inflated by the other processes. Kernels on
+   batches above ``MEASURE_ROWS`` rows are timed at that many rows and scaled (their time
+   is linear in the rows there). The floor of a run is the sum of its kernels' times.
 3. **Ratio** (:func:`ratio`): real run time (``train_time_s``) over the floor, learned from
    the runs in the store: the configuration's own past runs, else runs of the same shape
-   (layer sizes, batch size, dtype), else all runs, else a default; each with an
-   uncertainty from the spread it measures.
+   (layer sizes, batch size, dtype, examples), else all runs, else a default; each with an
+   uncertainty from the spread it measures. A learned ratio carries the load its runs
+   saw; the default is an idle machine's, stretched by the load measured now
+   (:func:`probe_load`: the sweep's threads sharing the cores with the others').
 4. **Wall** (:func:`schedule`): the jobs longest first over ``n_jobs`` workers (each job
    to the first free worker), plus a fixed per-job and per-sweep overhead.
 
@@ -35,14 +38,17 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from mlp import TrainConfig
 from mlp.train import EVAL_BATCH
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Gemm", "Hidden", "Update", "Step", "Work", "work", "data_sizes", "train_gemms",
            "Rates", "machine_key", "measure", "timed_as", "Load", "probe_load", "Ratio", "ratio",
@@ -486,7 +492,7 @@ def _spread(r: np.ndarray, centre: float) -> float:
     return float(np.max(np.abs(r / centre - 1.0)))
 
 
-def ratio(config_hash: str | None, cfg: TrainConfig, past: "pd.DataFrame | None") -> Ratio:
+def ratio(config_hash: str | None, cfg: TrainConfig, past: pd.DataFrame | None) -> Ratio:
     """The ratio for ``cfg`` from ``past`` (rows with ``config_hash``, ``shape`` and
     ``ratio``: :func:`past_ratios`): the configuration's own runs, else runs of the
     same shape, else all runs, else :data:`DEFAULT_RATIO`."""
@@ -505,8 +511,8 @@ def ratio(config_hash: str | None, cfg: TrainConfig, past: "pd.DataFrame | None"
     return Ratio(DEFAULT_RATIO, DEFAULT_UNCERTAINTY, "default")
 
 
-def past_ratios(runs: "pd.DataFrame | None", rates: Rates,
-                shapes: Iterable[tuple] | None = None) -> "pd.DataFrame | None":
+def past_ratios(runs: pd.DataFrame | None, rates: Rates,
+                shapes: Iterable[tuple] | None = None) -> pd.DataFrame | None:
     """Each usable past run (finished or diverged, with a time; of this host if the frame
     has a ``host`` column) with its ``shape`` and ``ratio``: its ``time_s`` over the floor
     of the epochs it did. Kernels are measured for runs of the given ``shapes`` (see
@@ -689,7 +695,7 @@ def _hash(cfg: TrainConfig) -> str:
     return config_hash(cfg)
 
 
-def for_jobs(configs: Sequence[TrainConfig], n_jobs: int, runs: "pd.DataFrame | None" = None,
+def for_jobs(configs: Sequence[TrainConfig], n_jobs: int, runs: pd.DataFrame | None = None,
              *, names: Sequence[str] | None = None, hashes: Sequence[str] | None = None,
              threads: int | None = None, load: Load | None | bool = True,
              cache_dir: str | os.PathLike | None = None) -> Estimate:
