@@ -1,0 +1,749 @@
+"""Cost before it runs: each job's run time and the sweep's wall time, estimated from what
+each configuration computes, this machine's measured kernel times and the runs already in
+the store.
+
+1. **Work** (:func:`work`, pure): what one configuration computes, as counts of kernels a
+   run executes. Per training batch of ``b`` rows with layer sizes ``[d_0, ..., d_L]``:
+   the forward product ``x_i W_i`` of every layer, the weight gradient ``x_i^T gu_i`` of
+   every layer and the input gradient ``gu_i W_i^T`` of every layer but the first; the
+   hidden layers' activation (and dropout) forward and backward; one SGD update (about 15
+   array passes over every parameter: at small batches it costs more than the products);
+   and the step's fixed Python/NumPy dispatch. The last, partial batch is its own shape.
+   Test evaluations (every ``test_every`` epochs and after the last) run the forward pass
+   in batches of 1000.
+2. **Floor** (:class:`Rates`): each kernel timed once on this machine, with the BLAS
+   threads a job will use, and cached per machine and BLAS kernel (CPU model,
+   threadpoolctl's library, version and ``architecture``) in the project's cache folder,
+   under a file lock. A kernel's time is the CPU time it takes (or the wall time, if less),
+   so a measurement on a busy machine is not inflated by the other processes. Kernels on
+   batches above ``MEASURE_ROWS`` rows are timed at that many rows and scaled (their time
+   is linear in the rows there). The floor of a run is the sum of its kernels' times.
+3. **Ratio** (:func:`ratio`): real run time (``train_time_s``) over the floor, learned from
+   the runs in the store: the configuration's own past runs, else runs of the same shape
+   (layer sizes, batch size, dtype, examples), else all runs, else a default; each with an
+   uncertainty from the spread it measures. A learned ratio carries the load its runs
+   saw; the default is an idle machine's, stretched by the load measured now
+   (:func:`probe_load`: the sweep's threads sharing the cores with the others').
+4. **Wall** (:func:`schedule`): the jobs longest first over ``n_jobs`` workers (each job
+   to the first free worker), plus a fixed per-job and per-sweep overhead.
+
+The sweeper calls :func:`for_jobs` and prints :meth:`Estimate.lines`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+from mlp import TrainConfig
+from mlp.train import EVAL_BATCH
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Gemm", "Hidden", "Update", "Step", "Work", "work", "data_sizes", "train_gemms",
+           "Rates", "machine_key", "measure", "timed_as", "Load", "probe_load", "Ratio", "ratio",
+           "past_ratios", "shape", "schedule", "JobEstimate", "Estimate", "for_jobs",
+           "estimate_line"]
+
+# examples (train, test), features and classes of each dataset
+DATA_SIZES = {"mnist": (60_000, 10_000, 784, 10), "fashion_mnist": (60_000, 10_000, 784, 10)}
+MEASURE_ROWS = 256  # larger batches are timed at this many rows and scaled linearly
+UPDATE_PASSES = 15  # array reads + writes of one SGD step per parameter (mlp/optim.py)
+
+# Measured on the project's 2-core machine (scripts/bench_eta.py; see the README).
+JOB_OVERHEAD_S = 0.4  # per job beyond train_time_s: its MLflow run, artifacts, figures
+EFFICIENCY_STEPS = 33  # the run's floor_epoch_s measurement after training (3 + 30 batches)
+SWEEP_OVERHEAD_S = 6.0  # per sweep: start-up, planning, workers, Hydra per job, summary, report
+DEFAULT_RATIO, DEFAULT_UNCERTAINTY = 1.2, 0.40  # no past runs: an idle machine's ratio
+
+
+# ---------------------------------------------------------------------------------------
+# work: kernels and their counts
+
+
+class Gemm(NamedTuple):
+    """A matrix product ``(m, k) @ (k, n)``; ``layout``: ``nn`` (x W), ``tn`` (x^T gu: x is
+    stored (k, m) and read transposed), ``nt`` (gu W^T). ``rows``: which dimension is the
+    batch (``m`` or ``k``), the one that is scaled down for timing."""
+
+    m: int
+    k: int
+    n: int
+    layout: str
+    dtype: str
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.m * self.k * self.n
+
+    @property
+    def rows(self) -> str:
+        return "k" if self.layout == "tn" else "m"
+
+
+class Hidden(NamedTuple):
+    """A hidden layer's element-wise work on (batch, width): activation forward (and, in
+    training, dropout forward, dropout and activation backward)."""
+
+    activation: str
+    dropout: bool
+    batch: int
+    width: int
+    train: bool
+    dtype: str
+
+
+class Update(NamedTuple):
+    """One SGD step (momentum, weight decay) over a network's parameters."""
+
+    sizes: tuple[int, ...]
+    momentum: bool
+    weight_decay: bool
+    dtype: str
+
+    @property
+    def n_params(self) -> int:
+        return sum(i * o + o for i, o in zip(self.sizes[:-1], self.sizes[1:]))
+
+
+class Step(NamedTuple):
+    """The fixed cost of one training step: the loop's Python and NumPy dispatch, measured
+    as a real training step (mlp.train) of this depth on tiny shapes."""
+
+    depth: int
+    activation: str
+    loss: str
+    dropout: bool
+    dtype: str
+
+
+Kernel = Gemm | Hidden | Update | Step
+
+
+def key(k: Kernel) -> str:
+    """A kernel as a stable string (the rate cache's key)."""
+    return f"{type(k).__name__.lower()} " + " ".join(
+        "x".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in k)
+
+
+@dataclass
+class Work:
+    """What one configuration computes: kernel -> times it runs."""
+
+    counts: dict[Kernel, float]
+    sizes: tuple[int, ...]
+    n_train: int
+    n_test: int
+    steps: int  # training steps (batches) in all
+    evaluations: int
+
+    @property
+    def flops(self) -> float:
+        """Floating-point operations of the matrix products, training and evaluation."""
+        return sum(c * k.flops for k, c in self.counts.items() if isinstance(k, Gemm))
+
+    @property
+    def update_bytes(self) -> float:
+        """Bytes the SGD updates stream through memory."""
+        return sum(c * k.n_params * UPDATE_PASSES * np.dtype(k.dtype).itemsize
+                   for k, c in self.counts.items() if isinstance(k, Update))
+
+
+def data_sizes(cfg: TrainConfig) -> tuple[int, int, int, int]:
+    """(train examples, test examples, features, classes) a configuration trains on."""
+    n_train, n_test, feat, classes = DATA_SIZES[cfg.data.name]
+    lim_tr, lim_te = cfg.data.train_limit, cfg.data.test_limit
+    return (min(n_train, lim_tr) if lim_tr else n_train,
+            min(n_test, lim_te) if lim_te else n_test, feat, classes)
+
+
+def evaluations(epochs: int, test_every: int) -> int:
+    """Test evaluations of a run: every ``test_every`` epochs and after the last."""
+    return epochs // test_every + (epochs % test_every != 0)
+
+
+def _batches(n: int, batch: int) -> list[tuple[int, int]]:
+    """(rows, count) of an epoch's batches: the full ones and a partial last one."""
+    full, rest = divmod(n, batch)
+    return [(b, c) for b, c in ((batch, full), (rest, 1)) if b and c]
+
+
+def _add(counts: dict, k: Kernel, times: float) -> None:
+    counts[k] = counts.get(k, 0.0) + times
+
+
+def train_gemms(sizes: Sequence[int], b: int, dtype: str) -> list[Gemm]:
+    """The matrix products of one training step on ``b`` rows: ``x_i W_i`` for every
+    layer, ``x_i^T gu_i`` (dW) for every layer, ``gu_i W_i^T`` (dx) for all but the first."""
+    out = []
+    for i, (a, o) in enumerate(zip(sizes[:-1], sizes[1:])):
+        out += [Gemm(b, a, o, "nn", dtype), Gemm(a, b, o, "tn", dtype)]
+        if i:
+            out.append(Gemm(b, o, a, "nt", dtype))
+    return out
+
+
+def work(cfg: TrainConfig) -> Work:
+    """The kernels of a whole run of ``cfg`` (all its epochs and evaluations) and their
+    counts. Pure: no data is loaded."""
+    n_train, n_test, feat, classes = data_sizes(cfg)
+    sizes = (feat,) + (cfg.hidden_size,) * cfg.depth + (classes,)
+    counts: dict[Kernel, float] = {}
+    steps = 0
+    for b, c in _batches(n_train, cfg.batch_size):
+        times = c * cfg.epochs
+        steps += times
+        for k in train_gemms(sizes, b, cfg.dtype):
+            _add(counts, k, times)
+        for _ in range(cfg.depth):
+            _add(counts, Hidden(cfg.activation, cfg.dropout > 0, b, cfg.hidden_size, True,
+                                cfg.dtype), times)
+    _add(counts, Update(sizes, cfg.momentum > 0, cfg.weight_decay > 0, cfg.dtype), steps)
+    _add(counts, Step(cfg.depth, cfg.activation, cfg.loss, cfg.dropout > 0, cfg.dtype), steps)
+    n_eval = evaluations(cfg.epochs, cfg.test_every)
+    for b, c in _batches(n_test, EVAL_BATCH):  # the forward pass only
+        for a, o in zip(sizes[:-1], sizes[1:]):
+            _add(counts, Gemm(b, a, o, "nn", cfg.dtype), c * n_eval)
+        for _ in range(cfg.depth):
+            _add(counts, Hidden(cfg.activation, False, b, cfg.hidden_size, False, cfg.dtype),
+                 c * n_eval)
+    return Work(counts, sizes, n_train, n_test, steps, n_eval)
+
+
+# ---------------------------------------------------------------------------------------
+# rates: each kernel timed on this machine, cached
+
+
+def machine_key(threads: int) -> str:
+    """What a measured time is valid for: CPU model, BLAS library, version and kernel
+    (threadpoolctl's ``architecture``), NumPy, and the BLAS threads."""
+    from threadpoolctl import threadpool_info
+
+    from .timing import machine
+
+    m = machine()
+    blas = next((i for i in threadpool_info() if i.get("user_api") == "blas"), {})
+    return (f"{m['cpu']} | {blas.get('internal_api', 'none')} {blas.get('version')} "
+            f"{blas.get('architecture')} | numpy {np.__version__} | {threads} threads")
+
+
+def _seconds(fn, reps: int) -> float:
+    """Seconds per call of ``fn`` over ``reps`` calls: the process's CPU time, or the wall
+    time if less (BLAS on several threads). CPU time does not grow when other processes
+    share the cores, so a kernel measured on a busy machine is cached at its own cost."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(reps):
+        fn()
+    return min(time.perf_counter() - w0, time.process_time() - c0) / reps
+
+
+def _repeat(fn, budget: float = 0.005, chunks: int = 3) -> float:
+    """Seconds per call of ``fn``: after one warm-up call, the fastest of ``chunks`` runs
+    of enough calls to fill ``budget`` seconds each."""
+    first = _seconds(fn, 1)
+    reps = max(1, min(1000, int(budget / max(first, 1e-7))))
+    return min(_seconds(fn, reps) for _ in range(chunks if first < 0.2 else 1))
+
+
+def _measure_gemm(k: Gemm, rng) -> float:
+    m, kk, n = k.m, k.k, k.n
+    dt = np.dtype(k.dtype)
+    a = rng.standard_normal((kk, m) if k.layout == "tn" else (m, kk)).astype(dt)
+    b = rng.standard_normal((n, kk) if k.layout == "nt" else (kk, n)).astype(dt)
+    a = a.T if k.layout == "tn" else a
+    b = b.T if k.layout == "nt" else b
+    out = np.empty((m, n), dt)
+    return _repeat(lambda: np.matmul(a, b, out=out))
+
+
+def _measure_hidden(k: Hidden, rng) -> float:
+    from mlp import activations
+    from mlp.layers import Dropout
+
+    rows = k.batch
+    dt = np.dtype(k.dtype)
+    act = activations.get(k.activation)
+    drop = Dropout(0.2 if k.dropout else 0.0, rng)
+    u = rng.standard_normal((rows, k.width)).astype(dt)  # inputs and gradients: read only
+    g0 = rng.standard_normal((rows, k.width)).astype(dt)
+    a_out, d_out, g = np.empty_like(u), np.empty_like(u), np.empty_like(u)
+
+    def once():
+        a = act.forward(u, out=a_out)
+        drop.forward(a, train=k.train, out=d_out if k.dropout else None)
+        if k.train:
+            gg = drop.backward(g0, out=g)
+            act.backward(gg, out=g)
+
+    return _repeat(once)
+
+
+def _measure_update(k: Update, rng) -> float:
+    from mlp.optim import SGD
+
+    params = [rng.standard_normal(s).astype(k.dtype) * 0.01
+              for i, o in zip(k.sizes[:-1], k.sizes[1:]) for s in ((i, o), (o,))]
+    grads = [np.zeros_like(p) for p in params]
+    opt = SGD(params, lr=1e-6, momentum=0.9 if k.momentum else 0.0,
+              weight_decay=1e-3 if k.weight_decay else 0.0)
+    return _repeat(lambda: opt.step(grads, scratch=True))
+
+
+def _measure_step(k: Step, rng) -> float:
+    from mlp.data import Dataset
+    from mlp.train import train
+
+    n, feat = 256, 8
+    ds = Dataset("tiny", rng.standard_normal((n, feat)).astype(k.dtype),
+                 rng.integers(0, 10, n), rng.standard_normal((10, feat)).astype(k.dtype),
+                 rng.integers(0, 10, 10))
+    cfg = TrainConfig(activation=k.activation, loss=k.loss, depth=k.depth, hidden_size=8,
+                      dropout=0.2 if k.dropout else 0.0, batch_size=1, epochs=3,
+                      test_every=10, dtype=k.dtype)
+    return _seconds(lambda: train(cfg, data=ds), 1) / (n * cfg.epochs)
+
+
+def timed_as(k: Kernel) -> tuple[Kernel, float]:
+    """The kernel that is timed for ``k`` and the factor to its time: a product or a hidden
+    layer on more than ``MEASURE_ROWS`` batch rows is timed at that many (its time is
+    linear in the rows there), so batches of 500 and 1000 share one measurement."""
+    if isinstance(k, Gemm) and getattr(k, k.rows) > MEASURE_ROWS:
+        rows = getattr(k, k.rows)
+        return k._replace(**{k.rows: MEASURE_ROWS}), rows / MEASURE_ROWS
+    if isinstance(k, Hidden) and k.batch > MEASURE_ROWS:
+        return k._replace(batch=MEASURE_ROWS), k.batch / MEASURE_ROWS
+    return k, 1.0
+
+
+_MEASURE = {Gemm: _measure_gemm, Hidden: _measure_hidden, Update: _measure_update,
+            Step: _measure_step}
+
+
+def measure(k: Kernel, threads: int = 1) -> float:
+    """Seconds one call of kernel ``k`` takes here with ``threads`` BLAS threads."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"), np.errstate(all="ignore"):
+        return _MEASURE[type(k)](k, np.random.default_rng(0))
+
+
+class Rates:
+    """Measured kernel times of this machine with ``threads`` BLAS threads, cached in
+    ``<cache>/rates.json`` per :func:`machine_key`: a kernel is measured once, by whichever
+    process needs it first (under a file lock), and read from the cache after that."""
+
+    def __init__(self, threads: int = 1, cache_dir: str | os.PathLike | None = None):
+        from mlp.data import default_cache_dir
+
+        self.threads = threads
+        self.path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "rates.json"
+        self.machine = machine_key(threads)
+        self.seconds: dict[str, float] = self._read().get(self.machine, {})
+        self.measured: list[str] = []  # measured by this object (not from the cache)
+        self.measure_s = 0.0
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def ensure(self, kernels: Iterable[Kernel]) -> None:
+        """Measure the kernels not in the cache yet, and add them to it."""
+        from filelock import FileLock, Timeout
+
+        base = (timed_as(k)[0] for k in kernels)
+        missing = {key(k): k for k in base if key(k) not in self.seconds}
+        if not missing:
+            return
+        t0 = time.perf_counter()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.path) + ".lock", timeout=120)
+            lock.acquire()
+        except (Timeout, OSError):  # a read-only cache folder, a stuck lock
+            lock = None  # measure anyway, without caching
+        try:
+            data = self._read()
+            cached = data.get(self.machine, {})  # another process may have measured some
+            for name, k in missing.items():
+                if name not in cached:
+                    cached[name] = measure(k, self.threads)
+                    self.measured.append(name)
+            self.seconds = cached
+            if lock is not None:
+                data[self.machine] = cached
+                _atomic_write(self.path, json.dumps(data, indent=0, sort_keys=True))
+        finally:
+            if lock is not None:
+                lock.release()
+        self.measure_s += time.perf_counter() - t0
+
+    def floor(self, w: Work) -> float:
+        """Seconds of a run's kernels alone (:meth:`ensure` them first)."""
+        self.ensure(w.counts)
+        return sum(c * self.time(k) for k, c in w.counts.items())
+
+    def time(self, k: Kernel) -> float:
+        """Seconds of one call of ``k`` (:meth:`ensure` it first)."""
+        base, factor = timed_as(k)
+        return self.seconds[key(base)] * factor
+
+    def known(self, k: Kernel) -> bool:
+        return key(timed_as(k)[0]) in self.seconds
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class Load:
+    """How busy the machine is now (:func:`probe_load`)."""
+
+    share: float  # of a core one thread of this process got in the probe (1: a core to itself)
+    others: float  # cores other processes kept busy meanwhile
+    loadavg: float = 0.0  # runnable threads, averaged over the last minute
+
+    def competing(self, cores: int | None = None) -> float:
+        """Threads of other processes that will compete with the sweep's: the most of the
+        cores they kept busy, the last minute's load average and, on a saturated machine,
+        as many as give the share the probe got (short bursts make the probe's share
+        optimistic, the load average slow: each alone misses some load)."""
+        cores = cores or os.cpu_count() or 1
+        from_share = cores / self.share - 1 if self.share < 0.9 else 0.0
+        return max(self.others, self.loadavg, from_share)
+
+    def slowdown(self, threads: int, cores: int | None = None) -> float:
+        """Expected stretch of run times when the sweep's ``threads`` join: the competing
+        threads and ours shared fairly over the cores."""
+        cores = cores or os.cpu_count() or 1
+        return max(1.0, (self.competing(cores) + threads) / cores)
+
+
+def probe_load(seconds: float = 0.3) -> Load:
+    """Run a single-threaded loop for ``seconds`` of wall time; its CPU time over the wall
+    time is the share of a core a new thread gets now, and /proc/stat tells the cores the
+    other processes used meanwhile (Linux; elsewhere: idle)."""
+    from .timing import _busy_seconds
+
+    x = np.ones(64)
+    busy0, w0, c0 = _busy_seconds(), time.perf_counter(), time.process_time()
+    while time.perf_counter() - w0 < seconds:
+        for _ in range(200):
+            x = x * 1.0000001
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    busy = _busy_seconds() - busy0
+    others = (busy - cpu) / wall if math.isfinite(busy) else 0.0
+    try:
+        loadavg = os.getloadavg()[0]
+    except OSError:
+        loadavg = 0.0
+    return Load(min(1.0, cpu / wall), max(0.0, others), loadavg)
+
+
+# ---------------------------------------------------------------------------------------
+# the ratio of real run time to the floor, learned from past runs
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """Real time / floor, with a relative uncertainty (0.4: +-40%) and what it rests on."""
+
+    value: float
+    uncertainty: float
+    level: str  # config, shape, machine or default
+    n: int = 0  # past runs it rests on
+
+    @property
+    def basis(self) -> str:
+        runs = f"{self.n} past run{'s' * (self.n != 1)}"
+        return {"config": f"its own {runs}", "shape": f"{runs} of the same shape",
+                "machine": f"{runs} of other shapes",
+                "default": "no past runs on this machine"}[self.level]
+
+
+MIN_UNCERTAINTY = {"config": 0.10, "shape": 0.20, "machine": 0.25}
+
+
+def _spread(r: np.ndarray, centre: float) -> float:
+    """Relative spread of ratios around their median: the largest deviation for a few
+    runs, the 10-90% range's half-width beyond that."""
+    if len(r) >= 5:
+        lo, hi = np.quantile(r, [0.1, 0.9])
+        return float(max(centre - lo, hi - centre) / centre)
+    return float(np.max(np.abs(r / centre - 1.0)))
+
+
+def ratio(config_hash: str | None, cfg: TrainConfig, past: pd.DataFrame | None) -> Ratio:
+    """The ratio for ``cfg`` from ``past`` (rows with ``config_hash``, ``shape`` and
+    ``ratio``: :func:`past_ratios`): the configuration's own runs, else runs of the
+    same shape, else all runs, else :data:`DEFAULT_RATIO`."""
+    if past is None or past.empty:
+        return Ratio(DEFAULT_RATIO, DEFAULT_UNCERTAINTY, "default")
+    same_shape = past["shape"] == shape(cfg)
+    levels = [("config", past["config_hash"] == config_hash), ("shape", same_shape),
+              ("machine", past["ratio"].notna())]
+    for level, mask in levels:
+        r = past.loc[mask, "ratio"].dropna().to_numpy(float)
+        if len(r):
+            centre = float(np.median(r))
+            u = max(MIN_UNCERTAINTY[level], _spread(r, centre) if len(r) > 1
+                    else MIN_UNCERTAINTY[level] * 1.5)
+            return Ratio(centre, u, level, len(r))
+    return Ratio(DEFAULT_RATIO, DEFAULT_UNCERTAINTY, "default")
+
+
+def past_ratios(runs: pd.DataFrame | None, rates: Rates,
+                shapes: Iterable[tuple] | None = None) -> pd.DataFrame | None:
+    """Each usable past run (finished or diverged, with a time; of this host if the frame
+    has a ``host`` column) with its ``shape`` and ``ratio``: its ``time_s`` over the floor
+    of the epochs it did. Kernels are measured for runs of the given ``shapes`` (see
+    :func:`shape`; None: all); a run of another shape counts only once its kernels are
+    in the cache, which keeps an estimate quick on a store of many shapes."""
+    import pandas as pd
+
+    if runs is None or runs.empty:
+        return None
+    df = runs[runs["status"].isin(["finished", "diverged"]) & runs["time_s"].notna()
+              & (runs["epochs_done"] > 0)]
+    if "host" in df.columns:
+        import socket
+
+        df = df[df["host"] == socket.gethostname()]
+    wanted = None if shapes is None else set(shapes)
+    rows = []
+    for _, r in df.iterrows():
+        cfg = _config_of(r)
+        if cfg is None:
+            continue
+        cfg.epochs = int(r["epochs_done"])
+        w = work(cfg)
+        if wanted is not None and shape(cfg) not in wanted \
+                and not all(rates.known(k) for k in w.counts):
+            continue
+        floor = rates.floor(w)
+        rows.append({"config_hash": r["config_hash"], "shape": shape(cfg),
+                     "ratio": float(r["time_s"]) / floor if floor > 0 else np.nan})
+    return pd.DataFrame(rows) if rows else None
+
+
+def shape(cfg: TrainConfig) -> tuple:
+    """What makes runs similar: layer sizes, batch size, dtype, training examples."""
+    n_train, _, feat, classes = data_sizes(cfg)
+    return ((feat,) + (cfg.hidden_size,) * cfg.depth + (classes,), cfg.batch_size, cfg.dtype,
+            n_train)
+
+
+def _config_of(row) -> TrainConfig | None:
+    """The TrainConfig of a runs-frame row (the columns that set the work), or None."""
+
+    def val(col, default=None):
+        v = row.get(col, default)
+        return default if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+    try:
+        data = {"name": val("data", "mnist")}
+        for lim in ("train_limit", "test_limit"):
+            if val(lim) is not None:
+                data[lim] = int(val(lim))
+        return TrainConfig(activation=val("activation", "relu"), loss=val("loss", "cross_entropy"),
+                           depth=int(val("depth", 1)), hidden_size=int(val("hidden_size", 784)),
+                           dropout=float(val("dropout", 0.0)), momentum=float(val("momentum", 0.9)),
+                           weight_decay=float(val("weight_decay", 1e-3)),
+                           batch_size=int(val("batch_size", 100)),
+                           epochs=int(val("epochs", 1)), test_every=int(val("test_every", 5)),
+                           dtype=val("dtype", "float32"), data=data)
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# the sweep: schedule and report
+
+
+def schedule(durations: Sequence[float], n_workers: int) -> tuple[float, list[int]]:
+    """Makespan of running ``durations`` in the given order, each on the first worker to
+    be free (how the launchers hand out jobs); returns (seconds, worker of each job)."""
+    free = [(0.0, w) for w in range(max(1, n_workers))]
+    heapq.heapify(free)
+    assigned, end = [], 0.0
+    for d in durations:
+        t, w = heapq.heappop(free)
+        assigned.append(w)
+        end = max(end, t + d)
+        heapq.heappush(free, (t + d, w))
+    return end, assigned
+
+
+@dataclass
+class JobEstimate:
+    name: str
+    config_hash: str
+    config: TrainConfig
+    work: Work
+    floor_s: float
+    ratio: Ratio
+    overhead_s: float
+    load: float = 1.0  # the machine's load now, applied where the ratio did not learn it
+
+    @property
+    def run_s(self) -> float:
+        """Estimated ``train_time_s`` of the run."""
+        return self.floor_s * self.ratio.value * self.load
+
+    @property
+    def job_s(self) -> float:
+        """The job on its worker: the run and its fixed overhead."""
+        return self.run_s + self.overhead_s
+
+
+@dataclass
+class Estimate:
+    jobs: list[JobEstimate]  # longest first, the order they are launched in
+    n_workers: int
+    threads: int
+    wall_s: float
+    sweep_overhead_s: float
+    load: Load | None = None
+    slowdown: float = 1.0  # the load's expected stretch of this sweep's run times
+    measured: int = 0  # kernels measured now (the others came from the cache)
+    measure_s: float = 0.0
+    machine: str = ""
+
+    @property
+    def total_s(self) -> float:
+        """Seconds of runs: the jobs' ``train_time_s`` summed."""
+        return sum(j.run_s for j in self.jobs)
+
+    @property
+    def uncertainty(self) -> float:
+        """Relative uncertainty of the totals: the jobs' own, weighted by their time (the
+        ratios' errors move together: one machine, one load)."""
+        t = sum(j.run_s for j in self.jobs)
+        return sum(j.run_s * j.ratio.uncertainty for j in self.jobs) / t if t else 0.0
+
+    @property
+    def basis(self) -> str:
+        """What the ratios rest on, e.g. ``5 jobs: no past runs on this machine``."""
+        text = {"config": "their own past runs", "shape": "past runs of the same shape",
+                "machine": "past runs of other shapes", "default": "no past runs on this machine"}
+        counts: dict[str, int] = {}
+        for j in self.jobs:
+            counts[j.ratio.level] = counts.get(j.ratio.level, 0) + 1
+        return "; ".join(f"{n} job{'s' * (n != 1)}: {text[lv]}" for lv, n in counts.items())
+
+    def table(self) -> str:
+        """One row per job: its work, floor, ratio and estimate."""
+        import pandas as pd
+
+        if not self.jobs:
+            return "(no jobs to run)"
+        rows = [{"job": j.name, "epochs": j.config.epochs, "GFLOP": j.work.flops / 1e9,
+                 "update GB": j.work.update_bytes / 1e9, "floor s": j.floor_s,
+                 "x real/floor": j.ratio.value, "x load": j.load, "run s": j.run_s,
+                 "+-": f"{j.ratio.uncertainty:.0%}", "from": j.ratio.basis} for j in self.jobs]
+        return pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.1f}")
+
+    def lines(self) -> list[str]:
+        """The table, how sure it is, and the machine-readable ``estimate:`` line last."""
+        n = len(self.jobs)
+        src = (f"rates: {self.measured} kernels measured now in {self.measure_s:.1f} s"
+               if self.measured else "rates: from the cache")
+        busy = "" if self.load is None else (
+            f"machine load now: {self.load.competing():.1f} other threads on "
+            f"{os.cpu_count() or 1} cores: x{self.slowdown:.1f} where no past run tells; ")
+        return [self.table(),
+                f"{n} job{'s' * (n != 1)} on {self.n_workers} workers x {self.threads} BLAS "
+                f"thread{'s' * (self.threads != 1)}; +-{self.uncertainty:.0%} "
+                f"({self.basis}); {busy}{src}",
+                estimate_line(self.total_s, self.wall_s, self.n_workers)]
+
+
+def estimate_line(total_s: float, wall_s: float, n_workers: int) -> str:
+    """``estimate: <total seconds> s of runs, <wall seconds> s wall on <n> workers``."""
+    return f"estimate: {_secs(total_s)} s of runs, {_secs(wall_s)} s wall on {n_workers} workers"
+
+
+def _secs(s: float) -> str:
+    return f"{s:.0f}" if s >= 10 else f"{s:.1f}"
+
+
+def _hash(cfg: TrainConfig) -> str:
+    own = getattr(cfg, "config_hash", None)
+    if callable(own):
+        return own()
+    from .run import config_hash
+
+    return config_hash(cfg)
+
+
+def for_jobs(configs: Sequence[TrainConfig], n_jobs: int, runs: pd.DataFrame | None = None,
+             *, names: Sequence[str] | None = None, hashes: Sequence[str] | None = None,
+             threads: int | None = None, load: Load | None | bool = True,
+             cache_dir: str | os.PathLike | None = None) -> Estimate:
+    """Estimate a sweep of ``configs`` on ``n_jobs`` parallel workers.
+
+    Parameters
+    ----------
+    configs : list of TrainConfig
+        The jobs to run (validated).
+    n_jobs : int >= 1
+        Jobs run at once.
+    runs : DataFrame, optional
+        The store's runs (:func:`mlp_sweeps.results.load_runs`, best with
+        ``latest_per_config=False``) to learn the ratio from; None: none.
+    names : list of str, optional
+        Each job's label in the table (default ``#i``).
+    hashes : list of str, optional
+        Each job's config hash (default: computed from its config).
+    threads : int, optional
+        BLAS threads per job (default: cores // min(n_jobs, jobs), as the sweeper gives).
+    load : True (probe the machine now, 0.3 s), a :class:`Load`, or False/None (idle).
+    cache_dir : path, optional
+        Where ``rates.json`` lives (default: the project's cache folder).
+    """
+    n_jobs = max(1, int(n_jobs))
+    cores = os.cpu_count() or 1
+    if threads is None:
+        threads = max(1, cores // max(1, min(n_jobs, len(configs))))
+    rates = Rates(threads, cache_dir)
+    works = [work(c) for c in configs]
+    rates.ensure(k for w in works for k in w.counts)
+    if load is True:
+        load = probe_load()
+    slowdown = load.slowdown(min(n_jobs, len(configs)) * threads, cores) if load else 1.0
+    past = past_ratios(runs, rates, {shape(c) for c in configs})
+    jobs = []
+    for i, (cfg, w) in enumerate(zip(configs, works)):
+        h = hashes[i] if hashes is not None else _hash(cfg)
+        floor = rates.floor(w)
+        # after training, the run measures its floor_epoch_s: EFFICIENCY_STEPS full steps
+        step = sum(rates.time(k)
+                   for k in train_gemms(w.sizes, min(cfg.batch_size, w.n_train), cfg.dtype))
+        r = ratio(h, cfg, past)
+        jobs.append(JobEstimate(names[i] if names is not None else f"#{i}", h, cfg, w, floor, r,
+                                (JOB_OVERHEAD_S + EFFICIENCY_STEPS * step) * slowdown,
+                                slowdown if r.level == "default" else 1.0))
+    jobs.sort(key=lambda j: -j.job_s)
+    makespan, _ = schedule([j.job_s for j in jobs], n_jobs)
+    over = SWEEP_OVERHEAD_S * slowdown
+    return Estimate(jobs, n_jobs, threads, makespan + over, over, load or None, slowdown,
+                    len(rates.measured), rates.measure_s, rates.machine)

@@ -1,0 +1,202 @@
+"""The sweep estimate: work counted by hand, the schedule on a hand example, the ratio learned
+from a small runs frame, the machine-readable line, the rate cache (no timing asserts)."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlp import TrainConfig
+from mlp_sweeps import estimate as E
+
+F32 = "float32"
+LINE = re.compile(r"^estimate: \d+(\.\d)? s of runs, \d+(\.\d)? s wall on \d+ workers$")
+
+
+def tiny(**kw) -> TrainConfig:
+    """784 -> 4 -> 10 on 7 training and 5 test examples, batches of 3, 2 epochs."""
+    base = dict(hidden_size=4, batch_size=3, epochs=2, test_every=5,
+                data={"train_limit": 7, "test_limit": 5})
+    return TrainConfig(**{**base, **kw})
+
+
+def test_work_matches_a_hand_count():
+    w = E.work(tiny())
+    # 7 examples in batches of 3: two full batches (3 rows) and one of 1 row per epoch, x2 epochs
+    assert (w.steps, w.evaluations, w.sizes) == (6, 1, (784, 4, 10))
+    hidden = ("relu", False)
+    expected = {
+        # per full batch: x W per layer, x^T gu per layer, gu W^T for the second layer only
+        E.Gemm(3, 784, 4, "nn", F32): 4, E.Gemm(3, 4, 10, "nn", F32): 4,
+        E.Gemm(784, 3, 4, "tn", F32): 4, E.Gemm(4, 3, 10, "tn", F32): 4,
+        E.Gemm(3, 10, 4, "nt", F32): 4,
+        E.Gemm(1, 784, 4, "nn", F32): 2, E.Gemm(1, 4, 10, "nn", F32): 2,
+        E.Gemm(784, 1, 4, "tn", F32): 2, E.Gemm(4, 1, 10, "tn", F32): 2,
+        E.Gemm(1, 10, 4, "nt", F32): 2,
+        E.Hidden(*hidden, 3, 4, True, F32): 4, E.Hidden(*hidden, 1, 4, True, F32): 2,
+        E.Update((784, 4, 10), True, True, F32): 6,
+        E.Step(1, "relu", "cross_entropy", False, F32): 6,
+        # one evaluation (after the last epoch): the forward pass over 5 test examples
+        E.Gemm(5, 784, 4, "nn", F32): 1, E.Gemm(5, 4, 10, "nn", F32): 1,
+        E.Hidden(*hidden, 5, 4, False, F32): 1,
+    }
+    assert w.counts == expected
+    # flops: full step 2*3*(784*4 + 4*10) twice (forward, dW) + 2*3*10*4 (dx) = 38352;
+    # 1-row step 2*1*3176*2 + 80 = 12784; evaluation 2*5*3176 = 31760
+    assert w.flops == 4 * 38352 + 2 * 12784 + 31760
+    # SGD: 784*4+4 + 4*10+10 = 3190 parameters, 15 passes of 4 bytes, 6 steps
+    assert w.update_bytes == 3190 * 15 * 4 * 6
+
+
+def test_work_follows_depth_dropout_and_evaluations():
+    w = E.work(tiny(depth=2, dropout=0.2, epochs=12, test_every=5, dtype="float64"))
+    assert w.sizes == (784, 4, 4, 10) and w.evaluations == 3  # epochs 5, 10 and 12
+    nt = {k: c for k, c in w.counts.items() if isinstance(k, E.Gemm) and k.layout == "nt"}
+    assert set(nt) == {E.Gemm(b, o, a, "nt", "float64") for b in (3, 1)
+                       for a, o in ((4, 4), (4, 10))}  # no dx for the first layer
+    train_hidden = {k: c for k, c in w.counts.items() if isinstance(k, E.Hidden) and k.train}
+    assert train_hidden == {E.Hidden("relu", True, 3, 4, True, "float64"): 2 * 2 * 12,
+                            E.Hidden("relu", True, 1, 4, True, "float64"): 2 * 12}
+    assert E.evaluations(10, 5) == 2 and E.evaluations(3, 5) == 1 and E.evaluations(1, 1) == 1
+    assert E.data_sizes(TrainConfig()) == (60_000, 10_000, 784, 10)
+
+
+def test_large_batches_are_timed_at_fewer_rows_and_scaled():
+    big = E.Gemm(1000, 784, 2048, "nn", F32)
+    assert E.timed_as(big) == (E.Gemm(256, 784, 2048, "nn", F32), 1000 / 256)
+    assert E.timed_as(E.Gemm(784, 500, 10, "tn", F32)) == (E.Gemm(784, 256, 10, "tn", F32),
+                                                           500 / 256)  # the inner dimension
+    hid = E.Hidden("gelu", False, 1000, 16, False, F32)
+    assert E.timed_as(hid) == (hid._replace(batch=256), 1000 / 256)
+    small = E.Gemm(100, 784, 784, "nt", F32)
+    assert E.timed_as(small) == (small, 1.0)
+
+
+def test_schedule_longest_first_on_a_hand_example():
+    # 2 workers: 5 -> w0 (ends 5), 4 -> w1 (4), 3 -> w1 (7), 3 -> w0 (8), 2 -> w1 (9)
+    assert E.schedule([5, 4, 3, 3, 2], 2) == (9, [0, 1, 1, 0, 1])
+    assert E.schedule([5, 4, 3, 3, 2], 1)[0] == 17
+    assert E.schedule([5, 4], 8)[0] == 5
+    assert E.schedule([], 2)[0] == 0
+
+
+def test_the_line_has_the_exact_format():
+    assert E.estimate_line(123.4, 61.04, 2) == "estimate: 123 s of runs, 61 s wall on 2 workers"
+    assert E.estimate_line(3.25, 4.0, 1) == "estimate: 3.2 s of runs, 4.0 s wall on 1 workers"
+    assert LINE.match(E.estimate_line(7200.0, 3700.5, 16))
+
+
+def seeded_rates(tmp_path, configs, seconds=1e-6) -> E.Rates:
+    """A rate cache that already holds every kernel of ``configs`` at ``seconds``."""
+    kernels = {E.key(E.timed_as(k)[0]) for c in configs for k in E.work(c).counts}
+    (tmp_path / "rates.json").write_text(json.dumps({E.machine_key(1): dict.fromkeys(kernels,
+                                                                                     seconds)}))
+    return E.Rates(1, tmp_path)
+
+
+def runs_frame(rows) -> pd.DataFrame:
+    """A load_runs-like frame: (config_hash, TrainConfig, time_s, status) per run."""
+    out = []
+    for h, c, t, status in rows:
+        out.append({"config_hash": h, "status": status, "time_s": t, "epochs_done": c.epochs,
+                    "activation": c.activation, "loss": c.loss, "depth": c.depth,
+                    "hidden_size": c.hidden_size, "dropout": c.dropout, "momentum": c.momentum,
+                    "weight_decay": c.weight_decay, "batch_size": c.batch_size,
+                    "epochs": c.epochs, "test_every": c.test_every, "dtype": c.dtype,
+                    "data": c.data.name, "train_limit": float(c.data.train_limit),
+                    "test_limit": float(c.data.test_limit)})
+    return pd.DataFrame(out)
+
+
+def test_ratio_is_learned_per_configuration_then_shape_then_machine(tmp_path):
+    a, same_shape, other = tiny(), tiny(activation="gelu"), tiny(hidden_size=8)
+    rates = seeded_rates(tmp_path, [a, same_shape, other])
+    fa = rates.floor(E.work(a))
+    runs = runs_frame([("a", a, 2.0 * fa, "finished"), ("a", a, 2.2 * fa, "finished"),
+                       ("a", a, 50 * fa, "failed"),  # not a measure of anything
+                       ("g", same_shape, 3.0 * rates.floor(E.work(same_shape)), "finished")])
+    past = E.past_ratios(runs, rates)
+    assert rates.measured == []  # everything came from the cache
+    assert sorted(past["ratio"].round(6)) == [2.0, 2.2, 3.0]
+
+    own = E.ratio("a", a, past)
+    assert (own.level, own.n, own.value) == ("config", 2, pytest.approx(2.1))
+    assert own.uncertainty == E.MIN_UNCERTAINTY["config"]  # spread 0.1/2.1 is below it
+    assert own.basis == "its own 2 past runs"
+    shape = E.ratio("new", tiny(activation="swish"), past)  # 784-4-10, batch 3: 3 runs
+    assert (shape.level, shape.n, shape.value) == ("shape", 3, pytest.approx(2.2))
+    assert shape.uncertainty == pytest.approx(0.8 / 2.2)  # the largest deviation measured
+    machine = E.ratio("new", tiny(hidden_size=8), past)
+    assert (machine.level, machine.value) == ("machine", pytest.approx(2.2))
+    # a run of a shape no job has counts only once its kernels are timed: none measured here
+    unseen = runs_frame([("u", tiny(hidden_size=16), 1.0, "finished")])
+    assert E.past_ratios(unseen, rates, shapes={E.shape(a)}) is None and rates.measured == []
+    none = E.ratio("a", a, None)
+    assert (none.level, none.value, none.uncertainty) == ("default", E.DEFAULT_RATIO, 0.40)
+    assert none.basis == "no past runs on this machine"
+
+
+def test_for_jobs_prints_the_table_and_the_line(tmp_path):
+    configs = [tiny(), tiny(activation="gelu"), tiny(hidden_size=8)]
+    rates = seeded_rates(tmp_path, configs, seconds=1e-3)
+    runs = runs_frame([("h0", configs[0], 4 * rates.floor(E.work(configs[0])), "finished")])
+    est = E.for_jobs(configs, 2, runs, names=["base", "gelu", "wide"], hashes=["h0", "h1", "h2"],
+                     threads=1, load=E.Load(share=0.5, others=2.0), cache_dir=tmp_path)
+    assert est.measured == 0
+    lines = est.lines()
+    assert LINE.match(lines[-1]) and lines[-1] == E.estimate_line(est.total_s, est.wall_s, 2)
+    assert "base" in lines[0] and "its own 1 past run" in lines[0]
+    by = {j.name: j for j in est.jobs}
+    # busy: 2 others (saturated: 2 cores / 0.5 share - 1 = 3 competing) + 2 threads of ours
+    assert est.slowdown == pytest.approx((3 + 2) / 2)
+    assert by["base"].load == 1.0 and by["base"].ratio.value == pytest.approx(4)  # learned
+    assert by["gelu"].ratio.level == "shape" and by["gelu"].load == 1.0
+    assert by["wide"].ratio.level == "machine"
+    assert est.total_s == pytest.approx(sum(j.floor_s * j.ratio.value for j in est.jobs))
+    makespan, _ = E.schedule([j.job_s for j in est.jobs], 2)
+    assert est.wall_s == pytest.approx(makespan + E.SWEEP_OVERHEAD_S * est.slowdown)
+    assert [j.job_s for j in est.jobs] == sorted((j.job_s for j in est.jobs), reverse=True)
+
+
+def test_default_ratio_takes_the_load_now():
+    est_idle = E.Load(share=1.0, others=0.0)
+    assert est_idle.slowdown(2, cores=2) == 1.0
+    assert E.Load(share=1.0, others=1.0).slowdown(2, cores=2) == 1.5
+    assert E.Load(share=0.25, others=1.9).slowdown(2, cores=2) == pytest.approx(4.5)
+    # a load average above what the probe saw wins (other processes' bursts)
+    assert E.Load(share=0.25, others=1.9, loadavg=12.0).slowdown(2, cores=2) == 7.0
+
+
+SMALL = [E.Gemm(2, 3, 4, "nn", F32), E.Gemm(3, 2, 4, "tn", F32), E.Gemm(2, 4, 3, "nt", F32),
+         E.Hidden("gelu", True, 2, 3, True, F32), E.Update((3, 2), True, True, F32),
+         E.Step(1, "relu", "cross_entropy", False, F32)]
+
+
+def test_rates_are_measured_once_and_cached_per_machine_and_kernel(tmp_path):
+    r1 = E.Rates(1, tmp_path)
+    r1.ensure(SMALL)
+    assert sorted(r1.measured) == sorted(E.key(k) for k in SMALL)
+    assert all(r1.seconds[E.key(k)] > 0 for k in SMALL)
+    data = json.loads((tmp_path / "rates.json").read_text())
+    assert list(data) == [r1.machine]
+    # the key names the CPU and the BLAS kernel threadpoolctl reports
+    from threadpoolctl import threadpool_info
+    blas = next(i for i in threadpool_info() if i["user_api"] == "blas")
+    assert str(blas["architecture"]) in r1.machine and "1 threads" in r1.machine
+    r2 = E.Rates(1, tmp_path)  # another process: reads, measures nothing
+    r2.ensure(SMALL)
+    assert r2.measured == [] and r2.seconds == r1.seconds
+    # another BLAS kernel (or thread count) is another machine: its own rates
+    data = {"other cpu | openblas 0.3 Haswell | numpy 2 | 1 threads": data[r1.machine]}
+    (tmp_path / "rates.json").write_text(json.dumps(data))
+    r3 = E.Rates(1, tmp_path)
+    r3.ensure(SMALL[:1])
+    assert r3.measured == [E.key(SMALL[0])]
+    assert set(json.loads((tmp_path / "rates.json").read_text())) == {*data, r1.machine}
+
+
+def test_the_step_kernel_is_a_real_training_step(tmp_path):
+    s = E.measure(E.Step(2, "selu", "hinge", True, F32))
+    assert np.isfinite(s) and s > 0
