@@ -17,7 +17,6 @@ composition (a misspelled key or a non-number fails there); ranges by
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from dataclasses import MISSING as MISSING_DC
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, List, Optional, get_type_hints
@@ -27,6 +26,7 @@ from omegaconf import MISSING, OmegaConf
 
 from mlp import TrainConfig, activations, losses
 from mlp.data import DATASETS
+from mlp.files import PROJECT_ROOT
 
 __all__ = ["Config", "DataConf", "TrackingConf", "register"]
 
@@ -107,9 +107,6 @@ def loss_schema(name: str) -> type:
         fields.append((p, _type_of(default, sig.parameters[p].annotation), field(default=default)))
     cls_name = "".join(w.capitalize() for w in name.split("_")) + "LossConf"
     return make_dataclass(cls_name, fields)
-
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def register() -> None:
