@@ -10,8 +10,6 @@ the run (status FAILED, traceback in a tag) and re-raised.
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import logging
 import os
 import signal
@@ -31,13 +29,13 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from mlp import ConfigError, TrainConfig, checkpoint, train
 from mlp.data import DataError
+from mlp.files import PROJECT_ROOT
 from mlp.train import load_data
 
 from .errors import InvalidConfig
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # overrides that do not change what is trained: left out of run names
 _NOT_IN_NAME = ("tracking.", "hydra.", "sweep=", "blas_threads=", "progress=")
 
@@ -46,13 +44,6 @@ def run_name(overrides: list[str]) -> str:
     """``activation=gelu,loss=hinge`` from a job's overrides; ``baseline`` if none."""
     keep = [o for o in overrides if not o.lstrip("+~").startswith(_NOT_IN_NAME)]
     return ",".join(o.lstrip("+") for o in keep) or "baseline"
-
-
-def config_hash(tcfg: TrainConfig) -> str:
-    """Identity of what is trained: the resolved training config (seed included;
-    tracking and output settings excluded)."""
-    blob = json.dumps(tcfg.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)
@@ -136,7 +127,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         tcfg = TrainConfig.from_dict(container).validate()  # before anything else
     except ConfigError as e:
-        raise InvalidConfig(f"{e}\nNothing was run or recorded.") from None
+        raise InvalidConfig(str(e)) from None
     out_dir, overrides, multirun, n_parallel = _hydra_context()
     threads = blas_threads(cfg.get("blas_threads"), n_parallel)
     tr = cfg.tracking
@@ -144,7 +135,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:  # verified and memory-mapped before any run is created
         data = load_data(tcfg)
     except DataError as e:
-        raise InvalidConfig(f"{e}\nNothing was run or recorded.") from None
+        raise InvalidConfig(str(e)) from None
 
     tracker = run_id = None
     if tr.enabled:
@@ -157,7 +148,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         actual = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
         tags = {
             "overrides": " ".join(overrides),
-            "config_hash": config_hash(tcfg),
+            "config_hash": tcfg.config_hash(),
             "git_commit": git_commit(),
             "host": socket.gethostname(),
             "node": node_name(),

@@ -138,7 +138,6 @@ class MlpSweeper(Sweeper):
     def validate(self, planned: List[Tuple[List[str], List[str]]]) -> List[Job]:
         """Compose and validate each job; merge jobs that train the same configuration."""
         from mlp import ConfigError, TrainConfig
-        from mlp_sweeps.run import config_hash
 
         from mlp.data import DataError
         from mlp.train import load_data
@@ -162,7 +161,7 @@ class MlpSweeper(Sweeper):
                     raise InvalidSweep(f"job {' '.join(overrides)}: {e}\n"
                                        f"Nothing was run or recorded.") from None
                 data_ok[key] = True
-            h = config_hash(tcfg)
+            h = tcfg.config_hash()
             if h in by_hash:  # the same training configuration from another grid
                 by_hash[h].grids.extend(g for g in grids if g not in by_hash[h].grids)
             else:
