@@ -15,15 +15,12 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra._internal.callbacks import Callbacks
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.types import HydraContext
 from mlflow.tracking import MlflowClient
 
-import hydra_plugins.mlp_sweeps_sweeper.mlp_sweeper as mlp_sweeper
 from mlp import activations, losses
-from mlp_sweeps import schema
+from mlp_sweeps import plan, schema
 
 ROOT = Path(__file__).resolve().parent.parent
 # A small real slice of MNIST: enough to train for real in well under a second per epoch.
@@ -58,23 +55,21 @@ def store_args(tmp: Path, experiment: str = "test") -> list[str]:
 # ---------------------------------------------------------------------------------------
 @pytest.fixture
 def planner():
-    """A real MlpSweeper wired to Hydra's real config loader, for planning only."""
+    """mlp_sweeps.plan with Hydra's real config loader: planning only, no sweeper, no
+    launcher."""
     schema.register()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        def plan(*overrides: str):
+        def plan_of(*overrides: str):
             # the primary config takes the non-sweep overrides; the sweeper expands the rest
             parser = OverridesParser.create()
             fixed = [o for o in overrides if not parser.parse_override(o).is_sweep_override()]
             cfg = compose("config", overrides=fixed, return_hydra_config=True)
             sw = cfg.hydra.sweeper
-            sweeper = mlp_sweeper.MlpSweeper(params=sw.params, grids=sw.grids, only=sw.only)
-            sweeper.config = cfg
-            sweeper.hydra_context = HydraContext(
-                config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks())
-            return sweeper.validate(sweeper.plan(list(overrides)))
+            compose_job = plan.composer(GlobalHydra.instance().config_loader(), cfg)
+            return plan.plan(sw.params, sw.grids, list(overrides), compose_job, only=sw.only)
 
-        yield plan
+        yield plan_of
     GlobalHydra.instance().clear()
 
 
@@ -107,7 +102,7 @@ def test_study_sweep_trains_shared_configurations_once_tagged_with_each_grid(pla
 def test_study_sweep_runs_only_the_grids_asked_for(planner):
     jobs = planner("sweep=study", "hydra.sweeper.only=[activations,losses]")
     assert len(jobs) == 5 * 2 + 4 * 2 - 2  # relu + cross_entropy is in both tables
-    with pytest.raises(mlp_sweeper.InvalidSweep, match="unknown grid.*nope.*activations"):
+    with pytest.raises(plan.InvalidSweep, match="unknown grid.*nope.*activations"):
         planner("sweep=study", "hydra.sweeper.only=[nope]")
 
 
@@ -145,8 +140,7 @@ def test_study_gradient_scaling_is_the_default():
 
 
 def test_invalid_value_in_one_job_rejects_the_whole_sweep(planner):
-    # looked up now: Hydra's plugin scan re-executes the module, redefining its classes
-    with pytest.raises(mlp_sweeper.InvalidSweep, match=r"job lr=-1: lr=-1.0 is out of range"):
+    with pytest.raises(plan.InvalidSweep, match=r"job lr=-1: lr=-1.0 is out of range"):
         planner("lr=1e-3,-1")
 
 
