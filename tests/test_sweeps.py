@@ -4,6 +4,7 @@ real SQLite stores, and a real MLflow server reading them back."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from mlp import activations, losses
 from mlp_sweeps import plan, schema
@@ -27,13 +29,23 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["data.train_limit=1000", "data.test_limit=300", "hidden_size=32", "epochs=2",
          "test_every=1", "lr=1e-3"]
 
-# The study's grids and their sizes (issue 3).
-SWEEP_SIZES = {
-    "activations": 5, "losses": 4, "depth": 40, "lr": 6, "momentum": 7, "weight_decay": 5,
-    "batch_size": 5, "hidden_size": 8, "dropout": 2,
-    # union of all of them, the shared baseline configurations trained once
-    "study": 40 + 2 + 5 + 6 + 4 + 4 + 8 + 2,  # + MSE with the others' step, 1 and 2 layers
-}
+
+def _grid_size(name: str) -> int:
+    """Jobs of grid ``name``, read from its file: the product of its keys' value counts."""
+    grid = OmegaConf.load(ROOT / "sweeps" / "grid" / f"{name}.yaml")
+    return math.prod(len(str(v).split(",")) for v in grid.values())
+
+
+GRIDS = sorted(p.stem for p in (ROOT / "sweeps" / "grid").glob("*.yaml"))
+# a sweep file per grid, and the study: the union of all of them (issue 3), its shared
+# configurations trained once: the depth factorial holds the activation and loss tables at
+# 1 and 2 layers and the baseline, which is also one job of lr, momentum, weight_decay and
+# batch_size (hidden_size's grid does not hold 784); plus MSE with the others' step at 1
+# and 2 layers
+SWEEP_SIZES = {name: _grid_size(name) for name in GRIDS}
+SWEEP_SIZES["study"] = (SWEEP_SIZES["depth"] + 2 + sum(
+    SWEEP_SIZES[g] - 1 for g in ("lr", "momentum", "weight_decay", "batch_size"))
+    + SWEEP_SIZES["hidden_size"] + SWEEP_SIZES["dropout"])
 
 
 def run_train(*args: str, tmp: Path, timeout: float = 600, env: dict | None = None):
@@ -83,6 +95,8 @@ def test_each_sweep_file_plans_its_grid(planner, sweep):
 def test_every_grid_of_the_study_has_a_file():
     files = {p.stem for p in (ROOT / "sweeps").glob("*.yaml")}
     assert files == set(SWEEP_SIZES)
+    assert set(plan.grid_names("study")) == {*GRIDS, "mse_same_step"}
+    assert SWEEP_SIZES["study"] == 71  # as the README says
 
 
 def test_study_sweep_trains_shared_configurations_once_tagged_with_each_grid(planner):
