@@ -39,7 +39,8 @@ def summarize(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame
     ``finished 2, diverged 1``)."""
     by = list(by) if by is not None else varying_factors(df)
     if df.empty:
-        return pd.DataFrame(columns=[*by, *VALUES, "n", "status"])
+        return pd.DataFrame(columns=[*by, "n", *VALUES, *(f"{v}_std" for v in VALUES),
+                                     "epochs", "status"])  # the columns of a non-empty one
     keys = by or ["_all"]
     d = df.assign(_all="all") if not by else df
     ok = d["status"].isin(["finished", "diverged"])
