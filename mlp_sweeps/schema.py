@@ -24,7 +24,7 @@ from typing import Any, List, Optional, get_type_hints
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from mlp import TrainConfig, activations, losses
+from mlp import DataConfig, TrainConfig, activations, losses
 from mlp.data import DATASETS
 from mlp.files import PROJECT_ROOT
 
@@ -34,15 +34,6 @@ __all__ = ["Config", "DataConf", "TrackingConf", "register"]
 @dataclass
 class ActivationConf:
     name: str = MISSING
-
-
-@dataclass
-class DataConf:
-    name: str = "mnist"
-    root: Optional[str] = None  # null: the dataset's default folder
-    normalize: str = "study"  # study: (x - 128) / 255; unit: x / 255; none
-    train_limit: Optional[int] = None  # first N training examples (null: all)
-    test_limit: Optional[int] = None
 
 
 @dataclass
@@ -76,6 +67,10 @@ def _fields_of(cls: type, skip: tuple[str, ...] = ()) -> list[tuple]:
              else field(default_factory=f.default_factory))
             for f in fields(cls) if f.name not in skip]
 
+
+# The data settings, as the core defines them (root null: the dataset's default folder;
+# normalize study: (x - 128) / 255, unit: x / 255, none; *_limit: the first N examples).
+DataConf = make_dataclass("DataConf", _fields_of(DataConfig))
 
 # The top-level schema: the groups, the flat training settings (depth, lr, ...) with types
 # and defaults from the core's TrainConfig (the study's baseline is written in one place),
