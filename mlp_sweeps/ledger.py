@@ -81,6 +81,8 @@ class RunStatus(StrEnum):
     KILLED = "KILLED"
 
 
+#: outcomes that are results (a diverged run is one: its completed epochs are kept)
+RESULTS = (Outcome.FINISHED.value, Outcome.DIVERGED.value)
 #: the MLflow status a run is closed with, by outcome
 CLOSED_AS = {Outcome.FINISHED: RunStatus.FINISHED, Outcome.DIVERGED: RunStatus.FINISHED,
              Outcome.FAILED: RunStatus.FAILED, Outcome.KILLED: RunStatus.KILLED}
