@@ -13,7 +13,10 @@ Every rule about recorded runs lives here:
   RUNNING by a dead process are found and closed (:meth:`Ledger.settle`);
 - every query reads all pages (:meth:`Ledger.runs`).
 
-A run is started by :meth:`Ledger.start` (the one place that creates training runs).
+A run is started by :meth:`Ledger.start` (the one place that creates runs) and judged
+alive by :meth:`Ledger.is_alive`: cooperating launchers that claim a configuration before
+training it (a RUNNING run with its config hash) and keep it alive with a heartbeat extend
+those two methods.
 """
 
 from __future__ import annotations
