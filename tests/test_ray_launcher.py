@@ -48,6 +48,20 @@ def local_ray():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def hydra_version_base_of_a_fresh_process():
+    """Hydra's suites assume its compatibility defaults (version_base not given: a job runs
+    in its output folder); other tests in this process have set version_base="1.3"."""
+    from hydra.version import VersionBase
+
+    before = VersionBase.instance()
+    fresh = object.__new__(VersionBase)  # VersionBase() would return the singleton
+    fresh.__init__()
+    VersionBase.set_instance(fresh)
+    yield
+    VersionBase.set_instance(before)
+
+
 @pytest.mark.parametrize("launcher_name, overrides", [("ray", [])])
 class TestRayLauncher(LauncherTestSuite):
     pass
