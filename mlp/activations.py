@@ -16,48 +16,21 @@ Python-float constants are used so float32 inputs stay float32 (NEP 50).
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 
+from .registry import Registry
+
 __all__ = ["Activation", "get", "names", "register"]
 
-_REGISTRY: dict[str, type["Activation"]] = {}
-
-
-def register(name: str) -> Callable[[type["Activation"]], type["Activation"]]:
-    """Class decorator adding an activation to the registry under ``name``."""
-
-    def deco(cls: type[Activation]) -> type[Activation]:
-        if name in _REGISTRY:
-            raise ValueError(f"activation {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def names() -> list[str]:
-    """Sorted names of the registered activations."""
-    return sorted(_REGISTRY)
+_REGISTRY: Registry[type["Activation"]] = Registry("activation")
+register = _REGISTRY.register
+names = _REGISTRY.names
 
 
 def get(name: str) -> "Activation":
-    """A new activation instance by name.
-
-    Raises
-    ------
-    ValueError
-        If ``name`` is not registered; the message lists the valid names.
-    """
-    try:
-        cls = _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown activation {name!r}; valid activations: {', '.join(names())}"
-        ) from None
-    return cls()
+    """A new activation instance by name (ValueError listing the valid names if unknown)."""
+    return _REGISTRY.get(name)()
 
 
 class Activation:

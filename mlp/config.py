@@ -7,6 +7,8 @@ Defaults are the published study's baseline.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
@@ -83,6 +85,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def config_hash(self) -> str:
+        """Identity of what is trained: 16 hex digits of the SHA-256 of :meth:`to_dict` as
+        sorted JSON (seed included). Runs of one configuration share it, whatever tracked
+        or launched them; changing this formula orphans every recorded run."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
     def reduction(self) -> str:

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -29,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DATASETS", "NORMALIZATIONS", "Dataset", "DataError", "load", "default_cache_dir"]
+from .files import PROJECT_ROOT, atomic_write
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["DATASETS", "NORMALIZATIONS", "Dataset", "DataError", "load", "default_cache_dir"]
 
 _PARTS = ("train-images", "train-labels", "t10k-images", "t10k-labels")
 _KIND = {"images": "idx3", "labels": "idx1"}
@@ -156,18 +155,13 @@ def _download(name: str, root: Path) -> None:
         errors = []
         for mirror in spec["mirrors"]:
             url = mirror + fname
-            tmp_name = None
-            try:
+            try:  # a partial download leaves nothing behind
                 with urllib.request.urlopen(url, timeout=10) as r, \
-                        tempfile.NamedTemporaryFile(dir=root, delete=False) as tmp:
-                    tmp_name = tmp.name
-                    shutil.copyfileobj(r, tmp)
-                os.replace(tmp_name, root / fname)
+                        atomic_write(root / fname) as f:
+                    shutil.copyfileobj(r, f)
                 break
             except (urllib.error.URLError, OSError, TimeoutError) as e:
                 errors.append(f"{url}: {e}")
-                if tmp_name and os.path.exists(tmp_name):  # a partial download
-                    os.unlink(tmp_name)
         else:
             raise DataError(
                 f"{name}: {fname} is missing from {root} and could not be downloaded:\n  "
@@ -206,19 +200,6 @@ def _verified_arrays(name: str, root: Path, manifest: dict) -> tuple[dict, dict]
             hashes[part] = digest
         paths[part] = path
     return hashes, paths
-
-
-def _atomic_save(path: Path, arr: np.ndarray) -> None:
-    """np.save through a temporary file + rename: parallel workers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _load_manifest(path: Path) -> dict:
@@ -262,9 +243,8 @@ def load(name: str = "mnist", root: str | os.PathLike | None = None, *,
     before = json.dumps(manifest, sort_keys=True)
     hashes, paths = _verified_arrays(name, root, manifest)
     if json.dumps(manifest, sort_keys=True) != before:
-        tmp = manifest_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, manifest_path)
+        with atomic_write(manifest_path, "w") as f:
+            f.write(json.dumps(manifest, indent=1))
 
     shift, scale = NORMALIZATIONS[normalize]
     arrays = {}
@@ -280,7 +260,8 @@ def load(name: str = "mnist", root: str | os.PathLike | None = None, *,
                 arr /= np.float32(scale)
             else:
                 arr = raw.astype(np.int64)
-            _atomic_save(f, arr)
+            with atomic_write(f) as out:  # parallel workers never see half a file
+                np.save(out, arr)
         arrays[part] = np.load(f, mmap_mode="r")
     n_train = arrays["train-images"].shape[0]
     n_test = arrays["t10k-images"].shape[0]

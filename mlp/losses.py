@@ -19,40 +19,19 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+
+from .registry import Registry
 
 __all__ = ["Loss", "get", "names", "params", "register", "REDUCTIONS"]
 
 REDUCTIONS = ("mean", "sum")
-_REGISTRY: dict[str, type["Loss"]] = {}
-
-
-def register(name: str) -> Callable[[type["Loss"]], type["Loss"]]:
-    """Class decorator adding a loss to the registry under ``name``."""
-
-    def deco(cls: type[Loss]) -> type[Loss]:
-        if name in _REGISTRY:
-            raise ValueError(f"loss {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def names() -> list[str]:
-    """Sorted names of the registered losses."""
-    return sorted(_REGISTRY)
-
-
-def loss_class(name: str) -> type["Loss"]:
-    """The registered class for ``name`` (ValueError listing the valid names if unknown)."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(names())}") from None
+_REGISTRY: Registry[type["Loss"]] = Registry("loss", "losses")
+register = _REGISTRY.register
+names = _REGISTRY.names
+loss_class = _REGISTRY.get  # the registered class (ValueError listing the valid names)
 
 
 def params(name: str) -> dict[str, Any]:

@@ -89,12 +89,6 @@ class MLP:
             g = self.acts[i - 1].backward(g, out=g)  # dL/du_{i}
         return self.linears[0].backward(g, need_input_grad=need_input_grad)
 
-    def predict_logits(self, x: np.ndarray, batch_size: int = 2000) -> np.ndarray:
-        """Evaluation-mode logits for many samples, computed in batches; a new array."""
-        parts = [self.forward(x[i:i + batch_size], train=False)
-                 for i in range(0, x.shape[0], batch_size)]
-        return np.concatenate(parts) if parts else np.empty((0, self.sizes[-1]), self.dtype)
-
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters, named ``W1, b1, W2, b2, ...``."""
         return {f"{k}{i + 1}": p.copy() for i, lin in enumerate(self.linears)

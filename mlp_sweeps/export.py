@@ -20,6 +20,7 @@ from typing import Sequence
 import pandas as pd
 
 from . import tables
+from .ledger import RESULTS
 from .results import load_runs, metric_histories
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def sweep_figures(uri: str | None, runs: pd.DataFrame, out_dir: Path, name: str,
     from .figures import plot_against, plot_sweep_curves
 
     by = list(by) if by is not None else tables.varying_factors(runs)
-    ok = runs[runs["status"].isin(["finished", "diverged"])]
+    ok = runs[runs["status"].isin(RESULTS)]
     files: list[Path] = []
     if ok.empty:
         return files

@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .ledger import RESULTS  # noqa: E402
+
 # hyperparameters whose study grid is logarithmic
 LOG_AXES = {"lr", "weight_decay", "batch_size", "hidden_size"}
 
@@ -100,7 +102,7 @@ def plot_against(runs: pd.DataFrame, factor: str, values: Sequence[str], path: P
     seeds with min-max bars; log axis where the study's grid is logarithmic."""
     fig, axes = plt.subplots(1, len(values), figsize=(5.5 * len(values), 4),
                              constrained_layout=True, squeeze=False)
-    ok = runs[runs["status"].isin(["finished", "diverged"])]
+    ok = runs[runs["status"].isin(RESULTS)]
     for ax, v in zip(axes[0], values):
         g = ok.groupby(factor)[v].agg(["mean", "min", "max"]).sort_index()
         x = g.index.to_numpy(dtype=float)

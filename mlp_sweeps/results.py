@@ -9,38 +9,59 @@ Columns: the training config (``activation``, ``loss``, ``loss.reduction``, ``de
 
 from __future__ import annotations
 
-from typing import Iterable
+import inspect
+from dataclasses import fields
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
-from .tracking import PARENT_TAG, Tracker
+from mlp import DataConfig, TrainConfig, losses
+from mlp.metrics import CURVES
+
+from .ledger import SWEEP_PARENT, Tag, latest_by_config, outcome_of
+from .tracking import Tracker
+
+def _column_type(annotation: Any, default: Any) -> type:
+    """The frame's type for a config value: str, int, or float (also for an optional
+    number: None becomes NaN)."""
+    text = str(annotation)
+    if "None" in text:
+        return float if ("int" in text or "float" in text) else str
+    if isinstance(default, bool) or "bool" in text:
+        return str
+    for kind in (int, float):
+        if text in (kind.__name__, str(kind)):
+            return kind
+    return str
+
+
+def _params() -> dict[str, tuple[str, type]]:
+    """MLflow param key -> (column, type), generated from the core's configuration: the
+    activation, the loss with its reduction and every loss's parameters (numbers as float,
+    e.g. focal's alpha, a number or a list, as str), the flat training settings, then the
+    data settings (``data.name`` as ``data``; the folder is left out)."""
+    out: dict[str, tuple[str, type]] = {"activation.name": ("activation", str),
+                                        "loss.name": ("loss", str),
+                                        "loss.reduction": ("loss.reduction", str)}
+    for name in losses.names():
+        sig = inspect.signature(losses.loss_class(name).__init__).parameters
+        for p, default in losses.params(name).items():
+            number = isinstance(default, (int, float)) and "Sequence" not in str(sig[p].annotation)
+            out.setdefault(f"loss.{p}", (f"loss.{p}", float if number else str))
+    for f in fields(TrainConfig):
+        if f.name not in ("activation", "loss", "loss_params", "data"):
+            out[f.name] = (f.name, _column_type(f.type, f.default))
+    for f in fields(DataConfig):
+        if f.name == "name":
+            out["data.name"] = ("data", str)
+        elif f.name != "root":
+            out[f"data.{f.name}"] = (f.name, _column_type(f.type, f.default))
+    return out
+
 
 # MLflow param key -> column, with its type
-PARAMS = {
-    "activation.name": ("activation", str),
-    "loss.name": ("loss", str),
-    "loss.reduction": ("loss.reduction", str),
-    "loss.margin": ("loss.margin", float),
-    "loss.gamma": ("loss.gamma", float),
-    "loss.alpha": ("loss.alpha", str),
-    "depth": ("depth", int),
-    "hidden_size": ("hidden_size", int),
-    "dropout": ("dropout", float),
-    "init": ("init", str),
-    "lr": ("lr", float),
-    "momentum": ("momentum", float),
-    "weight_decay": ("weight_decay", float),
-    "batch_size": ("batch_size", int),
-    "epochs": ("epochs", int),
-    "test_every": ("test_every", int),
-    "seed": ("seed", int),
-    "dtype": ("dtype", str),
-    "data.name": ("data", str),
-    "data.train_limit": ("train_limit", float),
-    "data.test_limit": ("test_limit", float),
-    "data.normalize": ("normalize", str),
-}
+PARAMS = _params()
 METRICS = {
     "final_train_loss": "train_loss",
     "final_test_loss": "test_loss",
@@ -86,28 +107,21 @@ def load_runs(uri: str | None = None, experiment: str | Iterable[str] = "mlp-swe
         exps.append(e.experiment_id)
     filters = [f for f in (filter_string,) if f]
     if parent_run_id:
-        filters.append(f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
-    runs, token = [], None
-    while True:
-        page = tracker.client.search_runs(exps, filter_string=" and ".join(filters),
-                                          max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
+        filters.append(f"tags.`{Tag.PARENT}` = '{parent_run_id}'")
+    runs = [r for r in tracker.search(exps, " and ".join(filters))
+            if r.data.tags.get(Tag.SWEEP) != SWEEP_PARENT]
+    if latest_per_config:
+        counted = {r.info.run_id for r in latest_by_config(runs).values()}
+        runs = [r for r in runs
+                if r.info.run_id in counted or not r.data.tags.get(Tag.CONFIG_HASH)]
     rows = []
     for r in runs:
         tags = r.data.tags
-        if tags.get("sweep") == "parent":
-            continue
         row = {"run_id": r.info.run_id, "run_name": r.info.run_name,
                "mlflow_status": r.info.status, "start_time": r.info.start_time,
-               "status": tags.get("status", r.info.status.lower()),
-               "config_hash": tags.get("config_hash"), "grid": tags.get("grid", ""),
-               "parent_run_id": tags.get(PARENT_TAG), "error": tags.get("error", ""),
-               "experiment_id": r.info.experiment_id}
-        if r.info.status == "RUNNING":
-            row["status"] = "running"
+               "status": outcome_of(r), "config_hash": tags.get(Tag.CONFIG_HASH),
+               "grid": tags.get(Tag.GRID, ""), "parent_run_id": tags.get(Tag.PARENT),
+               "error": tags.get(Tag.ERROR, ""), "experiment_id": r.info.experiment_id}
         for key, (col, kind) in PARAMS.items():
             row[col] = _typed(r.data.params.get(key), kind)
         for key, col in METRICS.items():
@@ -116,15 +130,11 @@ def load_runs(uri: str | None = None, experiment: str | Iterable[str] = "mlp-swe
     df = pd.DataFrame(rows, columns=["run_id", "run_name", "status", "mlflow_status",
                                      "start_time", "config_hash", "grid", "parent_run_id",
                                      "error", "experiment_id", *CONFIG_COLUMNS, *METRICS.values()])
-    if latest_per_config and not df.empty:
-        rank = df["status"].map({"finished": 3, "diverged": 3, "running": 2}).fillna(1)
-        df = (df.assign(_rank=rank).sort_values(["_rank", "start_time"])
-              .drop_duplicates("config_hash", keep="last").drop(columns="_rank"))
     return df.sort_values("start_time").reset_index(drop=True)
 
 
 def metric_histories(uri: str | None, run_ids: Iterable[str],
-                     keys: Iterable[str] = ("train_loss", "test_loss", "train_acc", "test_acc")
+                     keys: Iterable[str] = CURVES
                      ) -> pd.DataFrame:
     """Per-epoch metrics, long format: run_id, key, epoch, value."""
     client = Tracker(uri).client

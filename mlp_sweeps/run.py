@@ -1,17 +1,16 @@
 """One tracked training run from a composed Hydra config: the body of ``train.py``.
 
-Validates the config (before any run is created), sets the BLAS threads, opens an MLflow
-run (a child of the sweep's parent run in a multirun), trains with :func:`mlp.train`
-logging every epoch, writes the artifacts into the job's Hydra output folder and logs
-them, and closes the run in ``finally`` with the right status. Exceptions are recorded on
-the run (status FAILED, traceback in a tag) and re-raised.
+:func:`run` wires the parts: validate the config and load the data (before any run is
+created), resolve the BLAS threads, find a checkpoint to resume from, then train inside a
+:class:`TrackedRun` with a callback logging every epoch, and write the artifacts into the
+job's Hydra output folder. :class:`TrackedRun` owns the run's life: started on entry,
+closed on exit as FINISHED (or diverged), FAILED with its traceback, or KILLED on Ctrl-C
+and SIGTERM; exceptions are recorded and re-raised, never swallowed.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import logging
 import os
 import signal
@@ -21,9 +20,10 @@ import sys
 import tempfile
 import threading
 import traceback
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -31,28 +31,177 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from mlp import ConfigError, TrainConfig, checkpoint, train
 from mlp.data import DataError
+from mlp.files import PROJECT_ROOT
+from mlp.metrics import CURVES, EPOCH
 from mlp.train import load_data
 
+from . import parallelism
 from .errors import InvalidConfig
+from .ledger import Ledger, Outcome, RunStatus, Tag
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # overrides that do not change what is trained: left out of run names
 _NOT_IN_NAME = ("tracking.", "hydra.", "sweep=", "blas_threads=", "progress=")
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train and track one configuration; returns its summary metrics and status."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    try:  # checked, then verified and memory-mapped, before any run is created
+        tcfg = TrainConfig.from_dict(container).validate()
+        job = HydraJob.current()
+        threads = blas_threads(cfg.get("blas_threads"), job.parallel)
+        data = load_data(tcfg)
+    except (ConfigError, DataError) as e:
+        raise InvalidConfig(str(e)) from None
+    tr = cfg.tracking
+    name = tr.run_name or run_name(job.overrides)
+    ledger = None
+    if tr.enabled:
+        from .tracking import Tracker
+
+        ledger = Ledger(Tracker(tr.uri), tr.experiment)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        tags = _tags(tcfg, job, tr)
+        resume_state = None
+        if ledger is not None and cfg.get("resume", True):
+            resume_state, source = _find_checkpoint(ledger, tcfg)
+            if resume_state is not None:
+                tags.update({Tag.RESUMED_FROM: source, Tag.RESUMED_EPOCH: resume_state["epoch"]})
+                log.info("%s: resuming from epoch %d of run %s", name, resume_state["epoch"],
+                         source)
+        with TrackedRun(ledger, name, tags, parent=tr.parent_run_id) as tracked:
+            tracked.log_params({k: v for k, v in container.items() if k != "tracking"})
+            for rec in (resume_state or {}).get("history", []):  # complete curves
+                tracked.log_epoch(rec)
+            result = _train(cfg, tcfg, data, job, name, tracked, resume_state)
+            summary = _summary(tcfg, data, result)
+            tracked.log_metrics(summary, step=len(result.history))
+            if job.out_dir is not None and ledger is not None:
+                tracked.log_artifacts(_artifacts(cfg, result, job.out_dir))
+            tracked.outcome = result.status
+        summary.update(status=result.status, run_id=tracked.run_id, run_name=name)
+        log.info("%s: %s, final test acc %s; recorded as %s", name, result.status,
+                 summary.get("final_test_acc"), tracked.where)
+        return summary
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's preemption): closes the run as KILLED."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated(f"terminated by signal {signum}")
+
+
+class TrackedRun:
+    """One run's life in the store, as a context manager.
+
+    On entry: SIGTERM raises :class:`Terminated` (in the main thread; the previous handler
+    is restored on exit) and the run is started RUNNING with ``tags`` (as a child of
+    ``parent``). On exit: closed with :attr:`outcome` (``finished`` unless set, e.g. to
+    ``diverged``); on an exception, FAILED, or KILLED for Ctrl-C / SIGTERM, with the
+    traceback in its ``error`` tag, and the exception propagates. Without a ledger
+    (tracking disabled) only the signal handling remains and logging does nothing.
+    """
+
+    def __init__(self, ledger: Ledger | None, name: str, tags: Mapping[str, Any],
+                 parent: str | None = None):
+        self.ledger, self.name, self.tags, self.parent = ledger, name, dict(tags), parent
+        self.run_id: str | None = None
+        self.outcome: str = Outcome.FINISHED
+        self._previous_handler: Any = None
+
+    @property
+    def where(self) -> str:
+        if self.ledger is None:
+            return "(tracking disabled)"
+        return f"run {self.run_id} in {self.ledger.tracker.uri}"
+
+    def __enter__(self) -> "TrackedRun":
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            if self.ledger is not None:
+                self.run_id = self.ledger.start(self.name, self.tags, parent=self.parent)
+                log.info("%s: tracking as %s (experiment %r)", self.name, self.where,
+                         self.ledger.experiment)
+        except BaseException:
+            self._restore_handler()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if self.ledger is not None:
+                if exc is None:
+                    self.ledger.close(self.run_id, self.outcome)
+                else:
+                    killed = isinstance(exc, KeyboardInterrupt)
+                    self.ledger.close(self.run_id, Outcome.KILLED if killed else Outcome.FAILED,
+                                      "".join(traceback.format_exception(exc)))
+        finally:
+            self._restore_handler()
+        return False
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGTERM, self._previous_handler)
+            self._previous_handler = None
+
+    # what a run records -------------------------------------------------------------------
+    def log_params(self, config: Mapping[str, Any]) -> None:
+        """The config, flattened (``loss.name``, ``depth``, ...)."""
+        if self.ledger is not None:
+            from .tracking import flatten
+
+            self.ledger.tracker.log_params(self.run_id, flatten(config))
+
+    def log_epoch(self, record: Mapping[str, Any]) -> None:
+        """One history record (``epoch`` and its metrics), at step = epoch."""
+        self.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
+        if self.ledger is not None:
+            self.ledger.tracker.log_metrics(self.run_id, metrics, step=step)
+
+    def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
+        if self.ledger is not None:
+            self.ledger.tracker.log_artifacts(self.run_id, paths, artifact_path)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self.ledger is not None:
+            self.ledger.tracker.set_tags(self.run_id, tags)
+
+
+@dataclass
+class HydraJob:
+    """What a run needs from the current Hydra job (none: a plain function call)."""
+
+    out_dir: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    multirun: bool = False
+    parallel: int = 1  # jobs running at once on this machine
+
+    @classmethod
+    def current(cls) -> "HydraJob":
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized():
+            return cls()
+        hc = HydraConfig.get()
+        multirun = hc.mode == RunMode.MULTIRUN
+        parallel = parallelism.parallel_jobs(OmegaConf.select(hc, "launcher.n_jobs",
+                                                              default=None)) if multirun else 1
+        return cls(Path(hc.runtime.output_dir), list(hc.overrides.task), multirun, parallel)
 
 
 def run_name(overrides: list[str]) -> str:
     """``activation=gelu,loss=hinge`` from a job's overrides; ``baseline`` if none."""
     keep = [o for o in overrides if not o.lstrip("+~").startswith(_NOT_IN_NAME)]
     return ",".join(o.lstrip("+") for o in keep) or "baseline"
-
-
-def config_hash(tcfg: TrainConfig) -> str:
-    """Identity of what is trained: the resolved training config (seed included;
-    tracking and output settings excluded)."""
-    blob = json.dumps(tcfg.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)
@@ -84,169 +233,81 @@ def node_name() -> str:
 
 
 def blas_threads(requested: int | None, n_parallel: int) -> int:
-    """Threads per job so that jobs x threads <= cores."""
-    cores = os.cpu_count() or 1
+    """The user's ``blas_threads``, else this machine's share for one of ``n_parallel``
+    jobs (:mod:`mlp_sweeps.parallelism`)."""
     if requested is not None:
         if requested < 1:
             raise InvalidConfig(f"blas_threads={requested!r} must be an integer >= 1 or null")
         return requested
-    return max(1, cores // max(1, n_parallel))
+    return parallelism.threads_per_job(n_parallel)
 
 
-def _hydra_context() -> tuple[Path | None, list[str], bool, int]:
-    """(output dir, task overrides, is multirun, parallel jobs) of the current Hydra job."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+def _tags(tcfg: TrainConfig, job: HydraJob, tr) -> dict[str, Any]:
+    """A training run's tags at its start (call with the BLAS thread limit in force)."""
+    actual = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+    return {
+        Tag.OVERRIDES: " ".join(job.overrides),
+        Tag.CONFIG_HASH: tcfg.config_hash(),
+        Tag.GIT_COMMIT: git_commit(),
+        Tag.HOST: socket.gethostname(),
+        Tag.NODE: node_name(),
+        Tag.PID: os.getpid(),
+        Tag.BLAS_THREADS: ",".join(map(str, actual)) or "none",
+        Tag.SWEEP_PARENT_ID: tr.parent_run_id or "",
+        Tag.GRID: ",".join(tr.grid or []),
+        Tag.STATUS: Outcome.RUNNING,
+    }
 
-    if not HydraConfig.initialized():
-        return None, [], False, 1
-    hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
-    n_parallel = 1
-    if multirun:
-        n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=None)  # None: sequential
-        if n_jobs is not None:
-            n_parallel = (os.cpu_count() or 1) if int(n_jobs) < 1 else int(n_jobs)
-    return Path(hc.runtime.output_dir), list(hc.overrides.task), multirun, n_parallel
+
+def _train(cfg: DictConfig, tcfg: TrainConfig, data, job: HydraJob, name: str,
+           tracked: TrackedRun, resume_state: dict[str, Any] | None):
+    """:func:`mlp.train` with every epoch logged (and shown), checkpoints saved and logged."""
+    bar = _progress(tcfg.epochs, enabled=cfg.get("progress", True) and not job.multirun,
+                    desc=name)
+
+    def on_epoch(rec: dict[str, Any]) -> None:
+        tracked.log_epoch(rec)
+        if bar is not None:
+            bar.set_postfix({k: f"{rec[k]:.4f}" for k in CURVES if k in rec}, refresh=False)
+            bar.update(1)
+        elif job.multirun:
+            log.info("%s epoch %d %s", name, rec["epoch"],
+                     {k: round(v, 4) for k, v in rec.items() if k != "epoch"})
+
+    every = cfg.get("checkpoint_every")
+    if every is None:
+        every = 10 if tcfg.epochs >= 20 else 0
+    ck_dir = job.out_dir if job.out_dir is not None else Path(tempfile.mkdtemp())
+
+    def on_checkpoint(state: dict[str, Any]) -> None:
+        path = checkpoint.save(ck_dir / "checkpoint.npz", state)
+        tracked.log_artifacts([path], "checkpoint")
+        tracked.set_tags({Tag.CHECKPOINT_EPOCH: state["epoch"]})
+
+    try:
+        ck_dir.mkdir(parents=True, exist_ok=True)
+        return train(tcfg, callback=on_epoch, data=data, checkpoint_every=every,
+                     on_checkpoint=on_checkpoint, resume=resume_state)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _summary(tcfg: TrainConfig, data, result) -> dict[str, Any]:
+    """The run's summary metrics: the core's, its time split, its distance to the floor."""
+    summary = dict(result.metrics)
+    for k, v in result.timing.items():
+        summary[f"time_{k}_s"] = v
+    summary.update(_efficiency(tcfg, data, result.history))
+    return summary
 
 
 def write_metrics_csv(history: list[dict[str, Any]], path: Path) -> Path:
-    cols = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s",
-            "eval_time_s"]
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w = csv.DictWriter(f, fieldnames=list(EPOCH), extrasaction="ignore")
         w.writeheader()
         w.writerows(history)
     return path
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a scheduler's preemption): closes the run as KILLED."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated(f"terminated by signal {signum}")
-
-
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train and track one configuration; returns its summary metrics and status."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    container = OmegaConf.to_container(cfg, resolve=True)
-    try:
-        tcfg = TrainConfig.from_dict(container).validate()  # before anything else
-    except ConfigError as e:
-        raise InvalidConfig(f"{e}\nNothing was run or recorded.") from None
-    out_dir, overrides, multirun, n_parallel = _hydra_context()
-    threads = blas_threads(cfg.get("blas_threads"), n_parallel)
-    tr = cfg.tracking
-    name = tr.run_name or run_name(overrides)
-    try:  # verified and memory-mapped before any run is created
-        data = load_data(tcfg)
-    except DataError as e:
-        raise InvalidConfig(f"{e}\nNothing was run or recorded.") from None
-
-    tracker = run_id = None
-    if tr.enabled:
-        from .tracking import Tracker, flatten
-
-        tracker = Tracker(tr.uri)
-        exp_id = tracker.experiment_id(tr.experiment)
-
-    with threadpool_limits(limits=threads, user_api="blas"):
-        actual = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
-        tags = {
-            "overrides": " ".join(overrides),
-            "config_hash": config_hash(tcfg),
-            "git_commit": git_commit(),
-            "host": socket.gethostname(),
-            "node": node_name(),
-            "pid": os.getpid(),
-            "blas_threads": ",".join(map(str, actual)) or "none",
-            "sweep_parent": tr.parent_run_id or "",
-            "grid": ",".join(tr.grid or []),
-            "status": "running",
-        }
-        resume_state = None
-        if tracker is not None and cfg.get("resume", True):
-            resume_state, source = _find_checkpoint(tracker, exp_id, tags["config_hash"], tcfg)
-            if resume_state is not None:
-                tags.update(resumed_from=source, resumed_epoch=resume_state["epoch"])
-                log.info("%s: resuming from epoch %d of run %s", name, resume_state["epoch"],
-                         source)
-        if tracker is not None:
-            run_id = tracker.start_run(exp_id, name, tags, parent_run_id=tr.parent_run_id)
-            log.info("%s: tracking as run %s in %s (experiment %r)", name, run_id, tracker.uri,
-                     tr.experiment)
-        status = "FAILED"
-        try:
-            if tracker is not None:
-                params = flatten({k: v for k, v in container.items() if k != "tracking"})
-                tracker.log_params(run_id, params)
-                for rec in (resume_state or {}).get("history", []):  # complete curves
-                    tracker.log_metrics(run_id, {k: v for k, v in rec.items() if k != "epoch"},
-                                        step=rec["epoch"])
-            bar = _progress(tcfg.epochs, enabled=cfg.get("progress", True) and not multirun,
-                            desc=name)
-
-            def on_epoch(rec: dict[str, Any]) -> None:
-                if tracker is not None:
-                    tracker.log_metrics(run_id, {k: v for k, v in rec.items() if k != "epoch"},
-                                        step=rec["epoch"])
-                if bar is not None:
-                    bar.set_postfix({k: f"{rec[k]:.4f}" for k in
-                                     ("train_loss", "train_acc", "test_loss", "test_acc")
-                                     if k in rec}, refresh=False)
-                    bar.update(1)
-                elif multirun:
-                    log.info("%s epoch %d %s", name, rec["epoch"],
-                             {k: round(v, 4) for k, v in rec.items() if k != "epoch"})
-
-            every = cfg.get("checkpoint_every")
-            if every is None:
-                every = 10 if tcfg.epochs >= 20 else 0
-            ck_dir = out_dir if out_dir is not None else Path(tempfile.mkdtemp())
-
-            def on_checkpoint(state: dict[str, Any]) -> None:
-                path = checkpoint.save(ck_dir / "checkpoint.npz", state)
-                if tracker is not None:
-                    tracker.log_artifacts(run_id, [path], "checkpoint")
-                    tracker.set_tags(run_id, {"checkpoint_epoch": state["epoch"]})
-
-            try:
-                ck_dir.mkdir(parents=True, exist_ok=True)
-                result = train(tcfg, callback=on_epoch, data=data, checkpoint_every=every,
-                               on_checkpoint=on_checkpoint, resume=resume_state)
-            finally:
-                if bar is not None:
-                    bar.close()
-            summary = dict(result.metrics)
-            for k, v in result.timing.items():
-                summary[f"time_{k}_s"] = v
-            summary.update(_efficiency(tcfg, data, result.history))
-            if tracker is not None:
-                tracker.log_metrics(run_id, summary, step=len(result.history))
-                if out_dir is not None:
-                    out_dir.mkdir(parents=True, exist_ok=True)
-                    files = _artifacts(cfg, result, out_dir)
-                    tracker.log_artifacts(run_id, files)
-                tracker.set_tags(run_id, {"status": result.status})
-            status = "FINISHED"
-            summary.update(status=result.status, run_id=run_id, run_name=name)
-            where = f"run {run_id} in {tracker.uri}" if tracker else "(tracking disabled)"
-            log.info("%s: %s, final test acc %s; recorded as %s", name, result.status,
-                     summary.get("final_test_acc"), where)
-            return summary
-        except BaseException as e:
-            if tracker is not None:
-                interrupted = isinstance(e, KeyboardInterrupt)
-                status = "KILLED" if interrupted else "FAILED"
-                tracker.set_tags(run_id, {"status": "killed" if interrupted else "failed",
-                                          "error": "".join(traceback.format_exception(e))[-5000:]})
-            raise
-        finally:
-            if tracker is not None:
-                tracker.end_run(run_id, status)
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -273,23 +334,18 @@ def _efficiency(tcfg: TrainConfig, data, history: list[dict[str, Any]]) -> dict[
     return {"floor_epoch_s": floor, "epoch_floor_ratio": epoch / floor}
 
 
-def _find_checkpoint(tracker, exp_id: str, config_hash: str, tcfg: TrainConfig):
+def _find_checkpoint(ledger: Ledger, tcfg: TrainConfig):
     """(state, run id) of the newest checkpoint left by an unfinished run of this
     configuration (KILLED, FAILED, or RUNNING with its process gone), else (None, None)."""
-    from .tracking import run_is_orphaned
-
-    for r in tracker.same_config(exp_id, config_hash):
-        if r.info.status == "RUNNING" and run_is_orphaned(r):
-            tracker.set_tags(r.info.run_id, {"status": "killed", "error": "its process died"})
-            tracker.end_run(r.info.run_id, "KILLED")
-        elif r.info.status not in ("KILLED", "FAILED"):
-            continue
-        if not r.data.tags.get("checkpoint_epoch"):
+    runs = ledger.settle(ledger.runs(config_hash=tcfg.config_hash(), newest_first=True))
+    for r in runs:
+        if r.info.status not in (RunStatus.KILLED, RunStatus.FAILED) \
+                or not r.data.tags.get(Tag.CHECKPOINT_EPOCH):
             continue
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                path = tracker.client.download_artifacts(r.info.run_id,
-                                                         "checkpoint/checkpoint.npz", tmp)
+                path = ledger.tracker.client.download_artifacts(
+                    r.info.run_id, "checkpoint/checkpoint.npz", tmp)
                 state = checkpoint.load(path)
                 checkpoint.check_matches(state, tcfg.to_dict())
             except Exception as e:  # noqa: BLE001 - a bad checkpoint is skipped, and said so

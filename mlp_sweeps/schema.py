@@ -17,7 +17,6 @@ composition (a misspelled key or a non-number fails there); ranges by
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from dataclasses import MISSING as MISSING_DC
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, List, Optional, get_type_hints
@@ -25,8 +24,9 @@ from typing import Any, List, Optional, get_type_hints
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from mlp import TrainConfig, activations, losses
+from mlp import DataConfig, TrainConfig, activations, losses
 from mlp.data import DATASETS
+from mlp.files import PROJECT_ROOT
 
 __all__ = ["Config", "DataConf", "TrackingConf", "register"]
 
@@ -34,15 +34,6 @@ __all__ = ["Config", "DataConf", "TrackingConf", "register"]
 @dataclass
 class ActivationConf:
     name: str = MISSING
-
-
-@dataclass
-class DataConf:
-    name: str = "mnist"
-    root: Optional[str] = None  # null: the dataset's default folder
-    normalize: str = "study"  # study: (x - 128) / 255; unit: x / 255; none
-    train_limit: Optional[int] = None  # first N training examples (null: all)
-    test_limit: Optional[int] = None
 
 
 @dataclass
@@ -77,6 +68,10 @@ def _fields_of(cls: type, skip: tuple[str, ...] = ()) -> list[tuple]:
             for f in fields(cls) if f.name not in skip]
 
 
+# The data settings, as the core defines them (root null: the dataset's default folder;
+# normalize study: (x - 128) / 255, unit: x / 255, none; *_limit: the first N examples).
+DataConf = make_dataclass("DataConf", _fields_of(DataConfig))
+
 # The top-level schema: the groups, the flat training settings (depth, lr, ...) with types
 # and defaults from the core's TrainConfig (the study's baseline is written in one place),
 # then the run settings.
@@ -107,9 +102,6 @@ def loss_schema(name: str) -> type:
         fields.append((p, _type_of(default, sig.parameters[p].annotation), field(default=default)))
     cls_name = "".join(w.capitalize() for w in name.split("_")) + "LossConf"
     return make_dataclass(cls_name, fields)
-
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def register() -> None:

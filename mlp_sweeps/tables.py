@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .ledger import RESULTS
 from .results import CONFIG_COLUMNS
 
 VALUES = ["train_loss", "test_loss", "train_acc", "test_acc", "time_s"]
@@ -39,10 +40,11 @@ def summarize(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame
     ``finished 2, diverged 1``)."""
     by = list(by) if by is not None else varying_factors(df)
     if df.empty:
-        return pd.DataFrame(columns=[*by, *VALUES, "n", "status"])
+        return pd.DataFrame(columns=[*by, "n", *VALUES, *(f"{v}_std" for v in VALUES),
+                                     "epochs", "status"])  # the columns of a non-empty one
     keys = by or ["_all"]
     d = df.assign(_all="all") if not by else df
-    ok = d["status"].isin(["finished", "diverged"])
+    ok = d["status"].isin(RESULTS)
     g_all = d.groupby(keys, dropna=False, sort=False)
     g_ok = d[ok].groupby(keys, dropna=False, sort=False)
     mean = g_ok[VALUES].mean()

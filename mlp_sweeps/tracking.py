@@ -15,9 +15,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from mlp.files import PROJECT_ROOT
+
 DEFAULT_STORE = PROJECT_ROOT / "mlruns"
 
 # Fail fast on an unreachable server instead of retrying for minutes.
@@ -32,7 +33,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from .errors import TrackingError  # noqa: E402
 
 PARENT_TAG = "mlflow.parentRunId"
-RUN_NAME_TAG = "mlflow.runName"
+PAGE_SIZE = 1000  # runs per search request
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -81,26 +82,6 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                             f"sqlite:///path.db, http(s)://host:port, a database URI or a folder")
 
 
-def run_is_orphaned(run) -> bool:
-    """A RUNNING run whose process is gone: on this host, its ``pid`` tag names no live
-    process (or one started after the run did, i.e. the pid was reused)."""
-    tags = run.data.tags
-    if tags.get("host") != socket.gethostname() or not tags.get("pid", "").isdigit():
-        return False  # another machine: cannot tell from here
-    pid = int(tags["pid"])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:  # alive: is it the same process? (pid reuse)
-        started = os.stat(f"/proc/{pid}").st_mtime * 1000
-        return started > (run.info.start_time or 0) + 60_000
-    except OSError:
-        return False
-
-
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"loss": {"name": "mse"}} -> {"loss.name": "mse"}."""
     out: dict[str, Any] = {}
@@ -143,7 +124,7 @@ class Tracker:
         if parent_run_id:
             tags[PARENT_TAG] = parent_run_id
         run = self.client.create_run(experiment_id, run_name=run_name,
-                                     tags={k: str(v) for k, v in tags.items()})
+                                     tags={str(k): str(v) for k, v in tags.items()})
         return run.info.run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
@@ -156,7 +137,7 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i:i + 100])
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        self.client.log_batch(run_id, tags=[RunTag(str(k), str(v)[:5000]) for k, v in tags.items()])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         ts = int(time.time() * 1000)
@@ -171,23 +152,20 @@ class Tracker:
             self.client.log_artifact(run_id, str(p), artifact_path)
 
     # reading --------------------------------------------------------------------------------
-    def runs(self, experiment_id: str) -> list:
-        """Every run of the experiment (all pages)."""
-        out, token = [], None
+    def search(self, experiment_ids: list[str], filter_string: str = "",
+               order_by: list[str] | None = None) -> Iterator:
+        """Every run matching ``filter_string``, page after page (the one paginated query:
+        :mod:`mlp_sweeps.ledger` and :mod:`mlp_sweeps.results` read through it)."""
+        token = None
         while True:
-            page = self.client.search_runs([experiment_id], max_results=1000, page_token=token)
-            out.extend(page)
+            page = self.client.search_runs(experiment_ids, filter_string=filter_string,
+                                           order_by=order_by, max_results=PAGE_SIZE,
+                                           page_token=token)
+            yield from page
             token = page.token
             if not token:
-                return out
+                return
 
-    def same_config(self, experiment_id: str, config_hash: str) -> list:
-        """Runs of one configuration (``config_hash`` tag), newest first."""
-        return self.client.search_runs(
-            [experiment_id], filter_string=f"tags.config_hash = '{config_hash}'",
-            order_by=["attributes.start_time DESC"], max_results=1000)
-
-    def children(self, experiment_id: str, parent_run_id: str) -> list:
-        return self.client.search_runs(
-            [experiment_id], filter_string=f"tags.{PARENT_TAG} = '{parent_run_id}'",
-            max_results=10000)
+    def runs(self, experiment_id: str) -> list:
+        """Every run of the experiment (all pages)."""
+        return list(self.search([experiment_id]))

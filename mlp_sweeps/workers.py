@@ -60,9 +60,10 @@ def joblib_settings(launcher: Any) -> dict[str, Any] | None:
 
 
 def _n_workers(settings: dict[str, Any]) -> int:
-    """The worker processes joblib starts for ``n_jobs`` (None or < 1: one per core)."""
-    n = settings.get("n_jobs")
-    return (os.cpu_count() or 1) if n is None or int(n) < 1 else int(n)
+    """The worker processes joblib starts for ``n_jobs``."""
+    from .parallelism import parallel_jobs
+
+    return parallel_jobs(settings.get("n_jobs"))
 
 
 class Prewarm:

@@ -27,8 +27,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from mlflow.tracking import MlflowClient
 
-import hydra_plugins.mlp_sweeps_sweeper.mlp_sweeper as mlp_sweeper
-from mlp_sweeps import schema
+from mlp_sweeps import parallelism, schema
 
 pytestmark = pytest.mark.slow
 
@@ -492,9 +491,7 @@ def composed():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         def threads(*overrides: str, n_jobs: int = 4):
             cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-            sweeper = mlp_sweeper.MlpSweeper()
-            sweeper.config = cfg
-            return cfg, sweeper._threads(n_jobs)
+            return cfg, parallelism.sweep_threads(cfg, n_jobs)
 
         yield threads
     GlobalHydra.instance().clear()

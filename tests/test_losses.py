@@ -230,7 +230,11 @@ def test_hinge_margin_parameter():
 
 
 def test_registry_and_parameters():
-    assert ALL == sorted(ALL)
+    # every concrete Loss class of the module is registered, under its own name
+    defined = {c for c in vars(losses).values() if isinstance(c, type)
+               and issubclass(c, losses.Loss) and c is not losses.Loss}
+    assert {c.name for c in defined} == set(ALL)
+    assert all(losses._REGISTRY.get(c.name) is c for c in defined)
     assert {"cross_entropy", "focal", "hinge", "mse"} <= set(ALL)
     assert losses.params("focal") == {"gamma": 2.0, "alpha": 0.1}
     assert losses.params("hinge") == {"margin": 5.0}

@@ -166,14 +166,6 @@ def test_forward_returns_a_new_array():
     np.testing.assert_array_equal(first, kept)
 
 
-def test_predict_logits_batches_match_one_forward():
-    net = MLP([6, 5, 3], seed=0, init="he", dtype="float64")
-    x = np.random.default_rng(3).normal(size=(23, 6))
-    np.testing.assert_allclose(net.predict_logits(x, batch_size=5), net.forward(x, train=False),
-                               rtol=1e-14)
-    assert net.predict_logits(x[:0]).shape == (0, 3)
-
-
 def test_state_dict_round_trip_and_checks():
     a = MLP([6, 5, 3], seed=0)
     b = MLP([6, 5, 3], seed=1)

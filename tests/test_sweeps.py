@@ -4,6 +4,7 @@ real SQLite stores, and a real MLflow server reading them back."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -15,28 +16,36 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra._internal.callbacks import Callbacks
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.types import HydraContext
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
-import hydra_plugins.mlp_sweeps_sweeper.mlp_sweeper as mlp_sweeper
 from mlp import activations, losses
-from mlp_sweeps import schema
+from mlp_sweeps import plan, schema
 
 ROOT = Path(__file__).resolve().parent.parent
 # A small real slice of MNIST: enough to train for real in well under a second per epoch.
 SMALL = ["data.train_limit=1000", "data.test_limit=300", "hidden_size=32", "epochs=2",
          "test_every=1", "lr=1e-3"]
 
-# The study's grids and their sizes (issue 3).
-SWEEP_SIZES = {
-    "activations": 5, "losses": 4, "depth": 40, "lr": 6, "momentum": 7, "weight_decay": 5,
-    "batch_size": 5, "hidden_size": 8, "dropout": 2,
-    # union of all of them, the shared baseline configurations trained once
-    "study": 40 + 2 + 5 + 6 + 4 + 4 + 8 + 2,  # + MSE with the others' step, 1 and 2 layers
-}
+
+def _grid_size(name: str) -> int:
+    """Jobs of grid ``name``, read from its file: the product of its keys' value counts."""
+    grid = OmegaConf.load(ROOT / "sweeps" / "grid" / f"{name}.yaml")
+    return math.prod(len(str(v).split(",")) for v in grid.values())
+
+
+GRIDS = sorted(p.stem for p in (ROOT / "sweeps" / "grid").glob("*.yaml"))
+# a sweep file per grid, and the study: the union of all of them (issue 3), its shared
+# configurations trained once: the depth factorial holds the activation and loss tables at
+# 1 and 2 layers and the baseline, which is also one job of lr, momentum, weight_decay and
+# batch_size (hidden_size's grid does not hold 784); plus MSE with the others' step at 1
+# and 2 layers
+SWEEP_SIZES = {name: _grid_size(name) for name in GRIDS}
+SWEEP_SIZES["study"] = (SWEEP_SIZES["depth"] + 2 + sum(
+    SWEEP_SIZES[g] - 1 for g in ("lr", "momentum", "weight_decay", "batch_size"))
+    + SWEEP_SIZES["hidden_size"] + SWEEP_SIZES["dropout"])
 
 
 def run_train(*args: str, tmp: Path, timeout: float = 600, env: dict | None = None):
@@ -58,23 +67,21 @@ def store_args(tmp: Path, experiment: str = "test") -> list[str]:
 # ---------------------------------------------------------------------------------------
 @pytest.fixture
 def planner():
-    """A real MlpSweeper wired to Hydra's real config loader, for planning only."""
+    """mlp_sweeps.plan with Hydra's real config loader: planning only, no sweeper, no
+    launcher."""
     schema.register()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        def plan(*overrides: str):
+        def plan_of(*overrides: str):
             # the primary config takes the non-sweep overrides; the sweeper expands the rest
             parser = OverridesParser.create()
             fixed = [o for o in overrides if not parser.parse_override(o).is_sweep_override()]
             cfg = compose("config", overrides=fixed, return_hydra_config=True)
             sw = cfg.hydra.sweeper
-            sweeper = mlp_sweeper.MlpSweeper(params=sw.params, grids=sw.grids, only=sw.only)
-            sweeper.config = cfg
-            sweeper.hydra_context = HydraContext(
-                config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks())
-            return sweeper.validate(sweeper.plan(list(overrides)))
+            compose_job = plan.composer(GlobalHydra.instance().config_loader(), cfg)
+            return plan.plan(sw.params, sw.grids, list(overrides), compose_job, only=sw.only)
 
-        yield plan
+        yield plan_of
     GlobalHydra.instance().clear()
 
 
@@ -88,6 +95,8 @@ def test_each_sweep_file_plans_its_grid(planner, sweep):
 def test_every_grid_of_the_study_has_a_file():
     files = {p.stem for p in (ROOT / "sweeps").glob("*.yaml")}
     assert files == set(SWEEP_SIZES)
+    assert set(plan.grid_names("study")) == {*GRIDS, "mse_same_step"}
+    assert SWEEP_SIZES["study"] == 71  # as the README says
 
 
 def test_study_sweep_trains_shared_configurations_once_tagged_with_each_grid(planner):
@@ -107,7 +116,7 @@ def test_study_sweep_trains_shared_configurations_once_tagged_with_each_grid(pla
 def test_study_sweep_runs_only_the_grids_asked_for(planner):
     jobs = planner("sweep=study", "hydra.sweeper.only=[activations,losses]")
     assert len(jobs) == 5 * 2 + 4 * 2 - 2  # relu + cross_entropy is in both tables
-    with pytest.raises(mlp_sweeper.InvalidSweep, match="unknown grid.*nope.*activations"):
+    with pytest.raises(plan.InvalidSweep, match="unknown grid.*nope.*activations"):
         planner("sweep=study", "hydra.sweeper.only=[nope]")
 
 
@@ -145,8 +154,7 @@ def test_study_gradient_scaling_is_the_default():
 
 
 def test_invalid_value_in_one_job_rejects_the_whole_sweep(planner):
-    # looked up now: Hydra's plugin scan re-executes the module, redefining its classes
-    with pytest.raises(mlp_sweeper.InvalidSweep, match=r"job lr=-1: lr=-1.0 is out of range"):
+    with pytest.raises(plan.InvalidSweep, match=r"job lr=-1: lr=-1.0 is out of range"):
         planner("lr=1e-3,-1")
 
 

@@ -104,7 +104,7 @@ def test_the_network_learns(mnist_small):
 
 def test_reported_test_metrics_are_the_models(mnist_small):
     result = train(_cfg(epochs=2, test_every=1), data=mnist_small)
-    logits = result.model.predict_logits(np.asarray(mnist_small.x_test))
+    logits = result.model.forward(np.asarray(mnist_small.x_test), train=False).copy()
     acc = float(np.mean(logits.argmax(axis=1) == mnist_small.y_test))
     assert result.history[-1]["test_acc"] == pytest.approx(acc, abs=1e-12)
     ce = losses.get("cross_entropy")

@@ -32,6 +32,8 @@ _FORWARDED_ENV_PREFIXES = ("MLFLOW_",)
 class RayUnavailable(UserError):
     """The Ray cluster cannot be reached or used; nothing was run or recorded."""
 
+    before_anything = True
+
 
 def _host_port(address: str) -> Tuple[str, int]:
     hostport = address.split("://", 1)[-1].rstrip("/")
@@ -48,7 +50,7 @@ def check_reachable(address: str, timeout: float) -> None:
     closed port, and forever on a port that is open but is not a Ray GCS."""
     host, port = _host_port(address)
     hint = (f"start the head (`ray start --head --port={port}`, README 'Scaling out'), fix "
-            f"hydra.launcher.address, or use hydra/launcher=joblib. Nothing was run or recorded.")
+            f"hydra.launcher.address, or use hydra/launcher=joblib.")
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
@@ -70,7 +72,7 @@ def check_reachable(address: str, timeout: float) -> None:
         lines = [ln for ln in (r.stderr + r.stdout).strip().splitlines() if ln.strip()]
         why = lines[-1] if lines else f"exit status {r.returncode}"
         raise RayUnavailable(f"Ray cluster at {address} cannot be used: {why}\n(README "
-                             f"'Scaling out'.) Nothing was run or recorded.")
+                             f"'Scaling out'.)")
 
 
 def connect(launcher) -> None:
@@ -89,7 +91,7 @@ def connect(launcher) -> None:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
         raise RayUnavailable(f"Ray cluster at {address or 'local'} cannot be used: "
-                             f"{type(e).__name__}: {e}. Nothing was run or recorded.") from None
+                             f"{type(e).__name__}: {e}") from None
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     cpus = [n.get("Resources", {}).get("CPU", 0) for n in nodes]
     log.info("Ray cluster %s: %d node(s), %g CPUs; %g CPU(s) per job (connected in %.1f s)",

@@ -1,0 +1,30 @@
+"""``hydra/sweeper=mlp``: the sweeper's settings (``hydra.sweeper.*``).
+
+(No ``from __future__ import annotations``: Hydra's plugin scan executes this module
+outside ``sys.modules``, where dataclasses cannot resolve string annotations.)
+"""
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class MlpSweeperConf:
+    _target_: str = "hydra_plugins.mlp_sweeps_sweeper.mlp_sweeper.MlpSweeper"
+    max_batch_size: Optional[int] = None
+    # one grid: key -> comma-separated values (Hydra's sweep syntax)
+    params: Optional[Dict[str, str]] = None
+    # a union of named grids: name -> {key -> values}; ``params`` apply to every grid
+    grids: Optional[Dict[str, Dict[str, Any]]] = None
+    # plan and validate only: print the jobs, run and record nothing
+    dry_run: bool = False
+    # rerun configurations already FINISHED in the experiment (default: skip them)
+    rerun: bool = False
+    # run only these of the ``grids`` (null: all)
+    only: Optional[List[str]] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="mlp", node=MlpSweeperConf,
+                             provider="mlp_sweeps")

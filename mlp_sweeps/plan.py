@@ -1,0 +1,180 @@
+"""A sweep file -> the list of jobs to train: what a grid is, and which jobs are the same.
+
+- a grid is a cartesian product of ``key=v1,v2,...`` overrides (Hydra's sweep syntax,
+  parsed by Hydra's public override parser); a later override of a key replaces an earlier
+  one, so command-line arguments override a sweep file's values;
+- a sweep is one grid (``hydra.sweeper.params``) or a union of named grids
+  (``hydra.sweeper.grids``, of which ``hydra.sweeper.only`` may pick some);
+- every job is composed and validated before anything runs (a bad value fails the whole
+  sweep naming the job, :class:`InvalidSweep`), its data verified once per dataset;
+- jobs that train the same configuration (:meth:`mlp.TrainConfig.config_hash`) are merged
+  into one that belongs to each of their grids;
+- launched longest first (:func:`longest_first`).
+
+Pure: composing a job's config is a function passed in (Hydra's config loader in a sweep,
+``hydra.compose`` in tests); nothing here launches, tracks or writes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from omegaconf import OmegaConf
+
+from mlp import ConfigError, TrainConfig
+from mlp.data import DataError
+from mlp.train import load_data
+
+from .errors import UserError
+
+__all__ = ["Job", "InvalidSweep", "expand", "grid_jobs", "validate", "plan", "composer",
+           "longest_first", "cost", "grid_names"]
+
+
+class InvalidSweep(UserError):
+    """A job of the sweep has an invalid configuration (nothing was run or recorded)."""
+
+    before_anything = True
+
+
+@dataclass
+class Job:
+    """One configuration to train: its overrides and the grids it belongs to."""
+
+    overrides: list[str]
+    grids: list[str]
+    config_hash: str = ""
+    cost: float = 0.0  # relative training cost, to start the longest jobs first
+    previous: str = ""  # what the store had for this configuration: "", failed, killed, ...
+    extra: list[str] = field(default_factory=list)  # overrides added at launch
+
+    @property
+    def name(self) -> str:
+        return " ".join(self.overrides)
+
+
+def expand(overrides: Sequence[str], parser=None) -> list[list[str]]:
+    """The jobs of one grid: the cartesian product of the sweep overrides, in order of
+    each key's first appearance; a later override of a key replaces an earlier one."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = parser or OverridesParser.create()
+    choices: dict[str, list[str]] = {}
+    for o in parser.parse_overrides(list(overrides)):
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            choices[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            raise InvalidSweep(f"{o.input_line}: only choice sweeps (a,b,c) are supported, "
+                               f"not {o.value_type.name}")
+    return [list(job) for job in itertools.product(*choices.values())]
+
+
+def grid_jobs(params: Mapping[str, Any] | None, grids: Mapping[str, Mapping[str, Any]] | None,
+              arguments: Sequence[str], only: Sequence[str] | None = None,
+              parser=None) -> list[tuple[list[str], list[str]]]:
+    """(overrides, grid names) of every job of a sweep, duplicates (by overrides) merged.
+
+    ``params`` apply to every grid; ``arguments`` (the command line) override both."""
+    base = [f"{k}={v}" for k, v in (params or {}).items()]
+    if not grids:
+        return [(job, []) for job in expand(base + list(arguments), parser)]
+    unknown = [g for g in (only or []) if g not in grids]
+    if unknown:
+        raise InvalidSweep(f"hydra.sweeper.only: unknown grid(s) {', '.join(unknown)}; "
+                           f"this sweep's grids: {', '.join(grids)}")
+    planned: dict[tuple, list[str]] = {}
+    for name, grid in grids.items():
+        if only and name not in only:
+            continue
+        grid_ov = [f"{k}={v}" for k, v in (grid or {}).items()]
+        for job in expand(grid_ov + base + list(arguments), parser):
+            planned.setdefault(tuple(job), []).append(name)
+    return [(list(job), names) for job, names in planned.items()]
+
+
+def validate(planned: Iterable[tuple[list[str], list[str]]],
+             compose: Callable[[list[str]], Any]) -> list[Job]:
+    """Compose (``compose(overrides)`` -> the job's config) and validate each job, verify
+    each dataset once; merge jobs that train the same configuration."""
+    by_hash: dict[str, Job] = {}
+    data_ok: set[tuple] = set()
+    for overrides, grids in planned:
+        job = " ".join(overrides)
+        try:
+            cfg = compose(list(overrides))
+            container = OmegaConf.to_container(cfg, resolve=True) \
+                if OmegaConf.is_config(cfg) else cfg
+            tcfg = TrainConfig.from_dict(container).validate()
+        except (ConfigError, ValueError) as e:
+            raise InvalidSweep(f"job {job}: {e}") from None
+        d = tcfg.data
+        if (d.name, d.root, d.normalize) not in data_ok:  # decoded into the shared cache here
+            try:
+                load_data(tcfg)
+            except (DataError, ValueError) as e:
+                raise InvalidSweep(f"job {job}: {e}") from None
+            data_ok.add((d.name, d.root, d.normalize))
+        h = tcfg.config_hash()
+        if h in by_hash:  # the same training configuration from another grid
+            by_hash[h].grids.extend(g for g in grids if g not in by_hash[h].grids)
+        else:
+            by_hash[h] = Job(list(overrides), list(grids), h, cost=cost(tcfg))
+    return list(by_hash.values())
+
+
+def plan(params, grids, arguments: Sequence[str], compose: Callable[[list[str]], Any],
+         only: Sequence[str] | None = None, parser=None) -> list[Job]:
+    """The validated, merged jobs of a sweep, in the order of its grids."""
+    return validate(grid_jobs(params, grids, arguments, only, parser), compose)
+
+
+def composer(config_loader, sweep_config) -> Callable[[list[str]], Any]:
+    """``compose(overrides)``: a job's config as the launcher will compose it (Hydra's
+    config loader, the sweep's config), without its ``hydra`` node."""
+    from omegaconf import open_dict
+
+    def compose(overrides: list[str]):
+        cfg = config_loader.load_sweep_config(sweep_config, list(overrides))
+        with open_dict(cfg):
+            cfg.pop("hydra", None)
+        return cfg
+
+    return compose
+
+
+def cost(tcfg: TrainConfig) -> float:
+    """Rough training cost: epochs x weights touched per sample, plus per-step overhead
+    (which makes small batches slow)."""
+    h, d = tcfg.hidden_size, tcfg.depth
+    weights = 784 * h + (d - 1) * h * h + h * 10 if d else 7840
+    return tcfg.epochs * (weights + 20000 / tcfg.batch_size * 100)
+
+
+def longest_first(jobs: Iterable[Job]) -> list[Job]:
+    """Launch order: on parallel workers the sweep then ends soonest (LPT scheduling)."""
+    return sorted(jobs, key=lambda j: -j.cost)
+
+
+def grid_names(sweep: str = "study") -> list[str]:
+    """Names of the grids of sweep file ``sweep`` (``sweeps/<sweep>.yaml``), as composed by
+    Hydra: ``[]`` for a single-grid sweep."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mlp.files import PROJECT_ROOT
+
+    from . import schema
+
+    schema.register()
+    was = GlobalHydra.instance().is_initialized()
+    if was:
+        cfg = compose("config", overrides=[f"sweep={sweep}"], return_hydra_config=True)
+    else:
+        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=[f"sweep={sweep}"], return_hydra_config=True)
+    return list(cfg.hydra.sweeper.grids or {})

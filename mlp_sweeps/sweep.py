@@ -1,0 +1,321 @@
+"""A sweep's life: plan -> resume -> launch -> summary, for any Hydra launcher.
+
+The ``mlp`` sweeper plugin (``hydra_plugins/mlp_sweeps_sweeper``) only hands its settings,
+the composed config, its launcher and a compose function to :func:`run`. Here, in the
+launching process:
+
+1. plan and validate every job (:mod:`mlp_sweeps.plan`); a bad value fails the whole
+   sweep, naming the job, before anything is recorded;
+2. the MLflow experiment, and what it already holds (:mod:`mlp_sweeps.ledger`): a
+   configuration that FINISHED is skipped (``rerun`` forces it), FAILED and KILLED ones run
+   again, a run left RUNNING by a dead process is closed KILLED and run again;
+3. one parent run per multirun, created before any worker starts (parallel workers
+   creating it on SQLite race: mlflow #4123, #10334); each job gets
+   ``tracking.parent_run_id``, its grids and its share of BLAS threads as overrides, which
+   works with any launcher (joblib, Ray, SLURM);
+4. launch, longest first; a dead worker process (SIGKILL, OOM) loses the launcher's batch:
+   the jobs that ended are kept, the runs in flight closed KILLED and relaunched (a job in
+   flight at two worker losses is given up); Ctrl-C closes the runs in flight KILLED;
+5. a one-screen summary checked against the store, logged on the parent run with the
+   sweep's tables and figures; :class:`SweepFailed` (a non-zero exit) if any job failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig
+
+from . import parallelism, plan, workers
+from .errors import UserError
+from .ledger import SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, latest_by_config
+
+log = logging.getLogger(__name__)
+
+MAX_WORKER_LOSSES = 2  # a job in flight at this many worker losses is given up
+COUNTS = ("planned", "skipped", "resumed", "run", "finished", "diverged", "failed", "killed")
+
+
+class SweepFailed(UserError):
+    """Some jobs of the sweep failed (the others finished and are recorded)."""
+
+
+@dataclass
+class Settings:
+    """The sweeper's settings (``hydra.sweeper``; see the plugin's ``config.py``)."""
+
+    max_batch_size: int | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    grids: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dry_run: bool = False
+    rerun: bool = False
+    only: list[str] | None = None
+
+
+def run(settings: Settings, config: DictConfig, launcher: Any,
+        compose: Callable[[list[str]], Any], arguments: Sequence[str], parser=None) -> list:
+    """Plan, resume, launch and summarize the sweep; Hydra's list of job returns."""
+    t0 = time.perf_counter()
+    jobs = plan.plan(settings.params, settings.grids, arguments, compose, settings.only, parser)
+    log.info("Planned and validated %d jobs in %.2f s", len(jobs), time.perf_counter() - t0)
+    # the workers start (and import) while this process opens the store
+    warm = None if settings.dry_run else workers.prewarm(launcher, len(jobs))
+    tracking = config.tracking
+    ledger = None
+    todo, done = list(jobs), []
+    if tracking.enabled:
+        from .tracking import Tracker
+
+        try:
+            ledger = Ledger(Tracker(tracking.uri), tracking.experiment)
+            todo, done = resume(ledger, jobs, settings.rerun)
+        except BaseException:  # e.g. an unreachable store: no workers left behind
+            if warm is not None:
+                workers.release(launcher)
+            raise
+    if settings.dry_run:
+        _list_plan(jobs, todo, done)
+        return []
+    if warm is not None:
+        warm.join()
+        if not todo:
+            workers.release(launcher)
+    prepare = getattr(launcher, "prepare", None)  # e.g. Ray: connect to the cluster
+    if todo and callable(prepare):
+        prepare()  # an unreachable cluster fails here, before any run is recorded
+    threads = parallelism.sweep_threads(config, len(todo))
+    for j in todo:
+        if threads is not None:
+            j.extra.append(f"blas_threads={threads}")
+        if j.grids:
+            j.extra.append(f"tracking.grid=[{','.join(j.grids)}]")
+    parent = None
+    if ledger is not None:
+        parent = _start_parent(ledger, settings, config, arguments, len(jobs))
+        for j in todo:
+            j.extra.append(f"tracking.parent_run_id={parent}")
+    if done:
+        log.info("Skipping %d jobs already finished in experiment %r "
+                 "(hydra.sweeper.rerun=true runs them again)", len(done), tracking.experiment)
+
+    todo = plan.longest_first(todo)
+    outcome: dict[str, Any] = {}  # config hash -> JobReturn, or "completed" / "killed"
+    status = RunStatus.KILLED
+    try:
+        launch_all(launcher, todo, outcome, ledger, parent, settings.max_batch_size)
+        status = RunStatus.FINISHED
+        workers.release(launcher)  # idle now: not waited for at exit
+    finally:
+        if ledger is not None and status != RunStatus.FINISHED:
+            for r in ledger.runs(parent=parent):
+                if r.info.status == RunStatus.RUNNING:  # in flight: will not finish
+                    ledger.mark_killed(r.info.run_id, "the sweep was interrupted")
+        counts = summarize(jobs, todo, done, outcome, ledger, parent)
+        if ledger is not None:
+            _end_parent(ledger, parent, counts, status)
+    bad = [f"{counts[k]} {k}" for k in ("failed", "killed", "missing") if counts[k]]
+    if bad:
+        raise SweepFailed(
+            f"{', '.join(bad)} of {counts['planned']} jobs; the others are recorded (see "
+            f"the summary above). Rerun the same command to run those again.")
+    return [[r for r in outcome.values() if isinstance(r, JobReturn)]]
+
+
+def resume(ledger: Ledger, jobs: list[plan.Job], rerun: bool = False
+           ) -> tuple[list[plan.Job], list[plan.Job]]:
+    """Split jobs into (to run, already finished or running elsewhere) from what the
+    experiment holds for their configurations."""
+    hashes = {j.config_hash for j in jobs}
+    latest = {h: r for h, r in ledger.latest_by_config().items() if h in hashes}
+    todo, done = [], []
+    for j in jobs:
+        r = latest.get(j.config_hash)
+        if r is None:
+            todo.append(j)
+            continue
+        j.previous = r.data.tags.get(Tag.STATUS, r.info.status.lower())
+        if r.info.status == RunStatus.FINISHED and not rerun:
+            done.append(j)
+            had = [g for g in r.data.tags.get(Tag.GRID, "").split(",") if g]
+            if set(j.grids) - set(had):  # reused by another grid: say so on the run
+                ledger.tracker.set_tags(r.info.run_id, {Tag.GRID: ",".join(
+                    had + [g for g in j.grids if g not in had])})
+        elif r.info.status == RunStatus.RUNNING:
+            done.append(j)  # alive elsewhere: do not start it twice
+            log.warning("Not starting %s: run %s is RUNNING in another live process",
+                        j.name, r.info.run_id)
+        else:
+            todo.append(j)
+    return todo, done
+
+
+def launch_all(launcher, todo: list[plan.Job], outcome: dict[str, Any], ledger: Ledger | None,
+               parent: str | None, max_batch_size: int | None = None) -> None:
+    """Launch in batches. If a worker process dies (SIGKILL, OOM), the launcher loses the
+    whole batch (joblib #3458 / a broken pool): the jobs that ended are kept (read from the
+    store), the runs in flight closed KILLED, and the unfinished jobs launched again; a job
+    in flight at :data:`MAX_WORKER_LOSSES` worker losses is given up."""
+    pending = list(todo)
+    losses: dict[str, int] = {}
+    idx = 0
+    while pending:
+        size = max_batch_size or len(pending)
+        batch, pending = pending[:size], pending[size:]
+        try:
+            rets = launcher.launch([j.overrides + j.extra for j in batch], initial_job_idx=idx)
+        except Exception as e:  # noqa: BLE001 - only worker loss is handled, re-raised otherwise
+            if not is_worker_loss(e) or ledger is None:
+                raise
+            log.error("A worker process died (%s: %s); recovering the batch",
+                      type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            ended = set()  # on their own: finished, diverged or failed
+            for r in ledger.runs(parent=parent):
+                h = r.data.tags.get(Tag.CONFIG_HASH)
+                if r.info.status in (RunStatus.FINISHED, RunStatus.FAILED):
+                    ended.add(h)
+                elif r.info.status == RunStatus.RUNNING:  # in flight when the worker(s) died
+                    losses[h] = losses.get(h, 0) + 1
+                    ledger.mark_killed(r.info.run_id, f"its worker process died "
+                                       f"({type(e).__name__}); worker loss #{losses[h]} for "
+                                       f"this configuration")
+            retry, given_up = [], 0
+            for j in batch:
+                if j.config_hash in ended:
+                    outcome[j.config_hash] = "completed"
+                elif losses.get(j.config_hash, 0) >= MAX_WORKER_LOSSES:
+                    outcome[j.config_hash] = "killed"
+                    given_up += 1
+                else:
+                    retry.append(j)
+            log.warning("Worker loss: %d jobs of the batch had ended, %d are relaunched, "
+                        "%d given up (in flight at two worker losses)",
+                        len(batch) - len(retry) - given_up, len(retry), given_up)
+            pending = retry + pending
+            idx += len(batch)
+            continue
+        for j, r in zip(batch, rets):
+            outcome[j.config_hash] = r
+        idx += len(batch)
+
+
+def is_worker_loss(e: BaseException) -> bool:
+    """A launcher error meaning a worker process died (joblib/loky, concurrent.futures,
+    Ray), as opposed to an error in a job, which the launcher returns per job."""
+    names = {type(x).__name__ for x in (e, e.__cause__, e.__context__) if x is not None}
+    return bool(names & {"TerminatedWorkerError", "BrokenProcessPool", "WorkerCrashedError",
+                         "RayTaskError", "NodeDiedError"})
+
+
+def job_error(ret: Any) -> BaseException | None:
+    """The exception a failed job raised, through JobReturn's public ``return_value``
+    (which re-raises it, after a line on stderr that the summary makes redundant)."""
+    if not isinstance(ret, JobReturn) or ret.status == JobStatus.COMPLETED:
+        return None
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            ret.return_value
+    except Exception as e:  # noqa: BLE001 - the job's own exception, whatever it is
+        return e
+    return None
+
+
+def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
+              outcome: dict[str, Any], ledger: Ledger | None, parent: str | None
+              ) -> dict[str, int]:
+    """Counts per outcome, from the store when tracking (the truth), else from the
+    launcher's returns; an integrity check of planned against recorded. Logged."""
+    counts = dict.fromkeys((*COUNTS, "missing"), 0)
+    counts.update(planned=len(jobs), skipped=len(done), run=len(outcome),
+                  resumed=sum(1 for j in todo if j.previous))
+    lines = ["", "Sweep summary", "-------------"]
+    latest = latest_by_config(ledger.runs(parent=parent)) if ledger is not None else {}
+    for j in todo:
+        ret = outcome.get(j.config_hash)
+        if ret is None:
+            continue  # never launched (interrupted)
+        err = job_error(ret)
+        if ledger is not None:
+            r = latest.get(j.config_hash)
+            if r is None:
+                counts["missing"] += 1
+                lines.append(f"MISSING from the store: {j.name}")
+                continue
+            st = r.data.tags.get(Tag.STATUS, "?")
+            key = st if st in (Outcome.FINISHED, Outcome.DIVERGED, Outcome.FAILED,
+                               Outcome.KILLED) else Outcome.FAILED
+            tail = r.data.tags.get(Tag.ERROR, "").strip().splitlines()
+            why = f"{type(err).__name__}: {err}" if err is not None else (tail[-1] if tail else "?")
+        elif ret == "killed":
+            key, why = Outcome.KILLED, "its worker process died twice"
+        elif err is not None:
+            key, why = Outcome.FAILED, f"{type(err).__name__}: {err}"
+        else:
+            value = ret.return_value if isinstance(ret, JobReturn) else None
+            key = Outcome.DIVERGED if (value or {}).get("status") == Outcome.DIVERGED \
+                else Outcome.FINISHED
+        counts[key] += 1
+        if key in (Outcome.FAILED, Outcome.KILLED):
+            lines.append(f"{key.upper()} {j.name}: {why}")
+    lines.insert(3, "  ".join(f"{k}: {counts[k]}" for k in COUNTS))
+    not_run = len(todo) - len(outcome)
+    if not_run:
+        lines.append(f"not run (interrupted): {not_run}; rerun the same command to resume")
+    if ledger is not None:
+        lines.append(f"store: experiment {ledger.experiment!r}, parent run {parent}"
+                     + (f"; {len(done)} earlier finished runs reused" if done else ""))
+    log.info("\n".join(lines))
+    return counts
+
+
+def _list_plan(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job]) -> None:
+    for i, j in enumerate(jobs):
+        state = " (finished: skip)" if j in done else (f" (was {j.previous})" if j.previous else "")
+        log.info("  #%d %s%s%s", i, j.name, f"  [{', '.join(j.grids)}]" if j.grids else "", state)
+    log.info("Dry run: %d jobs planned, %d to run; nothing was run or recorded.",
+             len(jobs), len(todo))
+
+
+def _start_parent(ledger: Ledger, settings: Settings, config: DictConfig,
+                  arguments: Sequence[str], planned: int) -> str:
+    parent = ledger.start(f"{ledger.experiment} sweep", {
+        Tag.SWEEP: SWEEP_PARENT,
+        Tag.SWEEP_DIR: str(config.hydra.sweep.dir),
+        Tag.OVERRIDES: " ".join(arguments),
+        Tag.PLANNED: planned,
+        Tag.GRIDS: ",".join(settings.grids),
+        Tag.STATUS: Outcome.RUNNING,
+        Tag.HOST: socket.gethostname(),
+        Tag.PID: os.getpid(),
+    })
+    ledger.tracker.log_params(parent, {"sweep.params": settings.params,
+                                       "sweep.grids": settings.grids,
+                                       "sweep.arguments": " ".join(arguments)})
+    log.info("Sweep recorded in %s, experiment %r, parent run %s",
+             ledger.tracker.uri, ledger.experiment, parent)
+    return parent
+
+
+def _end_parent(ledger: Ledger, parent: str, counts: dict[str, int], status: str) -> None:
+    """Counts as metrics, the final status, then the sweep's tables and figures (a failure
+    there is logged, never allowed to hide the sweep's own result)."""
+    ledger.tracker.log_metrics(parent, counts)
+    bad = counts["failed"] + counts["killed"] + counts["missing"]
+    final = RunStatus.FAILED if status == RunStatus.FINISHED and bad else RunStatus(status)
+    ledger.tracker.set_tags(parent, {Tag.STATUS: final.lower()})
+    ledger.tracker.end_run(parent, final)
+    try:
+        from .export import sweep_report
+
+        files = sweep_report(ledger.tracker.uri, ledger.experiment, parent)
+        if files:
+            log.info("Logged %s on the parent run", ", ".join(map(str, files)))
+    except Exception:  # noqa: BLE001 - reporting must not fail a finished sweep
+        log.exception("Could not build the sweep's tables and figures")

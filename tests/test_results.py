@@ -1,0 +1,43 @@
+"""Runs as a frame: columns generated from the core's configuration; tables of no runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from mlp import losses
+from mlp_sweeps import results, schema, tables
+from mlp_sweeps.tracking import flatten
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_params_are_every_training_setting_a_run_logs():
+    """What run() logs (the flattened config without tracking) for every loss, less the run
+    settings that do not change what is trained and the data folder, is PARAMS."""
+    schema.register()
+    GlobalHydra.instance().clear()
+    logged = set()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        for name in losses.names():
+            cfg = OmegaConf.to_container(compose("config", overrides=[f"loss={name}"]))
+            logged |= set(flatten({k: v for k, v in cfg.items() if k != "tracking"}))
+    GlobalHydra.instance().clear()
+    run_settings = {f.name for f in schema.RunConf.__dataclass_fields__.values()} - {"tracking"}
+    assert set(results.PARAMS) == logged - run_settings - {"data.root"}
+    assert results.PARAMS["data.train_limit"] == ("train_limit", float)  # null: NaN
+    assert results.PARAMS["loss.alpha"] == ("loss.alpha", str)  # a number or a list
+    assert results.PARAMS["lr"] == ("lr", float) and results.PARAMS["depth"] == ("depth", int)
+
+
+def test_a_table_of_no_runs_has_the_headers_and_no_rows():
+    empty = pd.DataFrame(columns=["status", *results.CONFIG_COLUMNS, *results.METRICS.values()])
+    out = tables.comparison(empty, ["activation"])
+    assert out.empty
+    assert list(out.columns) == ["activation", "train loss", "test loss", "train acc",
+                                 "test acc", "time (s)", "epochs", "status"]
+    assert "activation" in tables.render(out, "markdown")
