@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .ledger import RESULTS, RunStatus, Tag
 from .results import CONFIG_COLUMNS, METRICS, PARAMS, load_runs, metric_histories
 
 RUN_COLUMNS = ["run_id", "run_name", "status", "config_hash", "grid", "start_time",
                *CONFIG_COLUMNS, *METRICS.values()]
 CURVE_KEYS = ("train_loss", "test_loss", "train_acc", "test_acc")
-COMPLETED = ("finished", "diverged")
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Evidence:
     def from_store(cls, uri: str | None, experiment: str) -> "Evidence":
         """The completed runs of ``experiment`` (the one that counts per configuration)."""
         runs = load_runs(uri, experiment)
-        runs = runs[runs["status"].isin(COMPLETED)][RUN_COLUMNS].reset_index(drop=True)
+        runs = runs[runs["status"].isin(RESULTS)][RUN_COLUMNS].reset_index(drop=True)
         curves = metric_histories(uri, runs["run_id"], CURVE_KEYS)
         return cls(runs, curves)
 
@@ -101,8 +101,8 @@ def restore(uri: str | None, experiment: str, evidence: Evidence) -> int:
         return 0
     tracker = Tracker(uri)
     exp_id = tracker.experiment_id(experiment)
-    have = {r.data.tags.get("config_hash") for r in tracker.runs(exp_id)
-            if r.info.status == "FINISHED"}
+    have = {r.data.tags.get(Tag.CONFIG_HASH) for r in tracker.runs(exp_id)
+            if r.info.status == RunStatus.FINISHED}
     by_run = {rid: c for rid, c in evidence.curves.groupby("run_id")}
     params_of = {col: key for key, (col, _) in PARAMS.items()}
     n = 0
@@ -110,8 +110,8 @@ def restore(uri: str | None, experiment: str, evidence: Evidence) -> int:
         if row["config_hash"] in have:
             continue
         run = tracker.client.create_run(exp_id, run_name=row["run_name"], tags={
-            "config_hash": row["config_hash"], "grid": row["grid"], "status": row["status"],
-            "restored_from": f"evidence run {row['run_id']}"})
+            Tag.CONFIG_HASH: row["config_hash"], Tag.GRID: row["grid"], Tag.STATUS: row["status"],
+            Tag.RESTORED_FROM: f"evidence run {row['run_id']}"})
         rid = run.info.run_id
         params = [Param(params_of[c], _param_text(row[c])) for c in CONFIG_COLUMNS]
         finals = [Metric(key, float(row[col]), 0, 0) for key, col in METRICS.items()
@@ -122,7 +122,7 @@ def restore(uri: str | None, experiment: str, evidence: Evidence) -> int:
         tracker.client.log_batch(rid, params=params)
         for i in range(0, len(finals) + len(steps), 1000):  # MLflow's batch limit
             tracker.client.log_batch(rid, metrics=(finals + steps)[i:i + 1000])
-        tracker.client.set_terminated(rid, "FINISHED")
+        tracker.client.set_terminated(rid, RunStatus.FINISHED)
         n += 1
     return n
 

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from .ledger import RESULTS
 from .study import PROTOCOL, Protocol
 
 TOL = PROTOCOL.tolerance_pts  # accuracy points: "reproduced", "about the same", "no clear gain"
@@ -449,7 +450,7 @@ FINDINGS: tuple[Finding, ...] = (
             "gap by about 0.5 points.", ("dropout",), judge_dropout, factor="dropout"),
 )
 
-COMPLETED = ("finished", "diverged")  # runs whose results count (divergence is a result)
+COMPLETED = RESULTS  # runs whose results count (divergence is a result)
 
 
 def in_grids(runs: pd.DataFrame, grids: Sequence[str]) -> pd.Series:

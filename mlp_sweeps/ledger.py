@@ -52,6 +52,7 @@ class Tag(StrEnum):
     CHECKPOINT_EPOCH = "checkpoint_epoch"  # the last epoch saved as checkpoint/checkpoint.npz
     RESUMED_FROM = "resumed_from"
     RESUMED_EPOCH = "resumed_epoch"
+    RESTORED_FROM = "restored_from"  # a run recreated from a report's evidence files
     SWEEP = "sweep"  # SWEEP_PARENT on a sweep's parent run
     SWEEP_PARENT_ID = "sweep_parent"  # on a job: its sweep's parent run ("" if none)
     SWEEP_DIR = "sweep_dir"

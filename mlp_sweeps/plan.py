@@ -163,6 +163,12 @@ def longest_first(jobs: Iterable[Job]) -> list[Job]:
 def grid_names(sweep: str = "study") -> list[str]:
     """Names of the grids of sweep file ``sweep`` (``sweeps/<sweep>.yaml``), as composed by
     Hydra: ``[]`` for a single-grid sweep."""
+    return list(grids(sweep))
+
+
+def grids(sweep: str = "study") -> dict[str, dict[str, str]]:
+    """The named grids of sweep file ``sweep`` as composed by Hydra: grid -> {key: its
+    sweep values, e.g. ``"relu,gelu"``}; ``{}`` for a single-grid sweep."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -177,4 +183,5 @@ def grid_names(sweep: str = "study") -> list[str]:
     else:
         with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
             cfg = compose("config", overrides=[f"sweep={sweep}"], return_hydra_config=True)
-    return list(cfg.hydra.sweeper.grids or {})
+    return {name: {k: str(v) for k, v in (g or {}).items()}
+            for name, g in OmegaConf.to_container(cfg.hydra.sweeper.grids or {}).items()}

@@ -12,15 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from mlp import TrainConfig
+from mlp.files import PROJECT_ROOT
 from mlp.losses import study_reduction
 
-from .tracking import PROJECT_ROOT
-
 REFERENCE = PROJECT_ROOT / "reference"
-STUDY_SWEEP = PROJECT_ROOT / "sweeps" / "study.yaml"
 
 
 @dataclass(frozen=True)
@@ -55,11 +52,13 @@ def read_published(path: Path = REFERENCE / "published_results.csv") -> pd.DataF
     return df
 
 
-def study_grids(path: Path = STUDY_SWEEP) -> dict[str, dict[str, list]]:
-    """The named grids of the study sweep: grid -> {override key: values}."""
-    grids = yaml.safe_load(path.read_text())["hydra"]["sweeper"]["grids"]
-    return {name: {k: [_value(v) for v in str(vals).split(",")] for k, vals in g.items()}
-            for name, g in grids.items()}
+def study_grids() -> dict[str, dict[str, list]]:
+    """The named grids of the study sweep (``sweeps/study.yaml``, composed by Hydra from
+    ``sweeps/grid/``): grid -> {override key: values}."""
+    from .plan import grids
+
+    return {name: {k: [_value(v) for v in vals.split(",")] for k, vals in g.items()}
+            for name, g in grids("study").items()}
 
 
 def _value(text: str):
@@ -87,7 +86,8 @@ def configuration(overrides: dict) -> dict:
 
 def configurations(grids: dict[str, dict[str, list]] | None = None) -> pd.DataFrame:
     """Every configuration of the study once (a configuration in several grids is one row),
-    with the comma-separated grids it belongs to, in the order of the sweep file."""
+    with the comma-separated grids it belongs to, in the order of the sweep file. The same
+    merge as a sweep's plan, without composing each job."""
     grids = study_grids() if grids is None else grids
     rows: dict[tuple, dict] = {}
     for name, grid in grids.items():
