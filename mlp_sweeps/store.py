@@ -124,7 +124,8 @@ def _missing_tables(db: Path) -> list[str]:
     """MLflow's tables that ``db`` lacks (read-only)."""
     from mlflow.store.db.base_sql_model import Base
 
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)) as c:
+    ro = f"{db.resolve().as_uri()}?mode=ro"  # percent-encoded: any file name
+    with closing(sqlite3.connect(ro, uri=True, timeout=BUSY_TIMEOUT_S)) as c:
         have = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     return sorted(set(Base.metadata.tables) - have)
 
