@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from . import activations, losses
-from .data import DATASETS, NORMALIZATIONS
+from .data import DATASETS, NORMALIZATIONS, n_classes
 from .layers import INITS
 from .network import DTYPES
 
@@ -110,7 +110,7 @@ class TrainConfig:
         if red is not None:
             _choice("loss.reduction", red, losses.REDUCTIONS)
         try:
-            self.make_loss()
+            loss = self.make_loss()
         except ValueError as e:
             raise ConfigError(f"loss: {e}") from None
         _int("depth", self.depth, 0)
@@ -126,6 +126,10 @@ class TrainConfig:
         _int("seed", self.seed, 0)
         _choice("dtype", self.dtype, DTYPES)
         _choice("data.name", self.data.name, list(DATASETS))
+        try:  # e.g. focal alpha: one weight per class of the data
+            loss.check_classes(n_classes(self.data.name))
+        except ValueError as e:
+            raise ConfigError(f"loss: {e} (data={self.data.name})") from None
         _choice("data.normalize", self.data.normalize, list(NORMALIZATIONS))
         for k in ("train_limit", "test_limit"):
             v = getattr(self.data, k)

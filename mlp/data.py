@@ -30,15 +30,18 @@ import numpy as np
 
 from .files import PROJECT_ROOT, atomic_write
 
-__all__ = ["DATASETS", "NORMALIZATIONS", "Dataset", "DataError", "load", "default_cache_dir"]
+__all__ = ["DATASETS", "NORMALIZATIONS", "Dataset", "DataError", "load", "default_cache_dir",
+           "n_classes"]
 
 _PARTS = ("train-images", "train-labels", "t10k-images", "t10k-labels")
 _KIND = {"images": "idx3", "labels": "idx1"}
 
-# SHA256 of the decompressed IDX files.
+# name -> default folder, download mirrors, number of classes, SHA256 of the decompressed
+# IDX files.
 DATASETS: dict[str, dict] = {
     "mnist": {
         "root": PROJECT_ROOT / "data" / "mnist",
+        "classes": 10,
         "mirrors": [
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -54,6 +57,7 @@ DATASETS: dict[str, dict] = {
     "fashion_mnist": {
         # where Debian's dataset-fashion-mnist package installs it
         "root": Path("/usr/share/datasets/fashion-mnist"),
+        "classes": 10,
         "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
         "sha256": {
             "train-images": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
@@ -89,7 +93,12 @@ class Dataset:
 
     @property
     def n_classes(self) -> int:
-        return 10
+        return n_classes(self.name)
+
+
+def n_classes(name: str) -> int:
+    """Number of classes of dataset ``name`` (known before loading it: config validation)."""
+    return DATASETS[name]["classes"]
 
 
 def default_cache_dir() -> Path:

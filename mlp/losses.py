@@ -112,6 +112,9 @@ class Loss:
             g *= 1.0 / self._n
         return g
 
+    def check_classes(self, n_classes: int) -> None:
+        """Raise ValueError if the loss's parameters do not fit ``n_classes`` classes."""
+
     def _forward(self, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -234,12 +237,16 @@ class Focal(Loss):
         self.alpha = float(a) if a.ndim == 0 else [float(v) for v in a]
         self._alpha = a
 
+    def check_classes(self, n_classes: int) -> None:
+        if self._alpha.ndim == 1 and self._alpha.shape[0] != n_classes:
+            raise ValueError(
+                f"focal alpha={self.alpha!r} has {self._alpha.shape[0]} values but there are "
+                f"{n_classes} classes: give one weight per class, or one number for all"
+            )
+
     def _forward(self, z, labels):
         n, k = z.shape
-        if self._alpha.ndim == 1 and self._alpha.shape[0] != k:
-            raise ValueError(
-                f"focal alpha has {self._alpha.shape[0]} values but the logits have {k} classes"
-            )
+        self.check_classes(k)
         rows = _rows(n)
         logp = _log_softmax(z)
         p = np.exp(logp)

@@ -1,4 +1,4 @@
-"""MLflow tracking: the only module that imports mlflow.
+"""MLflow tracking: the only module that imports mlflow (with :mod:`.store`, which opens stores).
 
 Everything goes through an explicit :class:`mlflow.MlflowClient` and run ids, never the
 fluent API's process-global active run, so parallel jobs and parent/child runs cannot
@@ -28,9 +28,9 @@ os.environ.pop("MLFLOW_RUN_ID", None)
 
 import mlflow  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
 
 from .errors import TrackingError  # noqa: E402
+from .store import open_client  # noqa: E402
 
 PARENT_TAG = "mlflow.parentRunId"
 PAGE_SIZE = 1000  # runs per search request
@@ -100,7 +100,7 @@ class Tracker:
     def __init__(self, uri: str | None = None):
         self.uri = resolve_uri(uri)
         check_reachable(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = open_client(self.uri)  # a new SQLite store created under a lock
 
     # experiments and runs -------------------------------------------------------------
     def experiment_id(self, name: str) -> str:

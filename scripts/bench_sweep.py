@@ -158,9 +158,9 @@ def _main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    from mlflow.tracking import MlflowClient
+    from mlp_sweeps.store import open_client
 
-    client = MlflowClient(uri)
+    client = open_client(uri)
     if not args.new_store:
         client.search_experiments()  # creates the store's tables now, untimed
 

@@ -44,6 +44,8 @@ BAD = [
     ({"loss_params": {"temperature": 1.0}}, "'temperature'"),
     ({"loss": "focal", "loss_params": {"gamma": -2}}, "-2"),
     ({"loss": "focal", "loss_params": {"alpha": -0.5}}, "-0.5"),
+    # one weight per class of the data (10 for MNIST), known before any data is loaded
+    ({"loss": "focal", "loss_params": {"alpha": [0.1, 0.2, 0.3]}}, "3 values but there are 10"),
     ({"loss": "hinge", "loss_params": {"margin": 0}}, "0"),
     ({"lr": -1}, "lr=-1"),
     ({"lr": 0}, "lr=0"),

@@ -282,17 +282,40 @@ def test_ray_launcher_runs_the_sweep_on_both_nodes_and_logs_to_the_server(
         assert MlflowClient(f"sqlite:///{project_db}").get_experiment_by_name("on-ray") is None
 
 
-def _pids_titled(title: str) -> list[int]:
+def _pids_titled(title: str, env_mark: str) -> list[int]:
     """Processes whose command line is ``title`` (a Ray worker names itself
-    ``ray::<task name>`` while it runs a task)."""
+    ``ray::<task name>`` while it runs a task) and whose environment holds ``env_mark``
+    (``NAME=value`` unique to one cluster: another Ray cluster on this machine may run a
+    task of the same name at the same time)."""
     pids = []
     for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
         try:
-            if d.name.isdigit() and (d / "cmdline").read_bytes().split(b"\0")[0] == title.encode():
+            if (d / "cmdline").read_bytes().split(b"\0")[0] == title.encode() \
+                    and env_mark.encode() in (d / "environ").read_bytes().split(b"\0"):
                 pids.append(int(d.name))
         except OSError:
             pass
     return pids
+
+
+def _ray_logs(temp_dir: Path, lines: int = 25) -> str:
+    """What went wrong inside Ray (a failed sweep's message): the last error lines of each
+    log of its sessions (raylet, GCS, agents, the driver's and workers' core workers)."""
+    marks = ("error", "fatal", "check failed", "traceback", "exception", "died", "sigkill",
+             "address already in use", "failed to bind")
+    out = []
+    for f in sorted(temp_dir.glob("session_*/logs/*")):
+        try:
+            text = f.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        hits = [ln for ln in text if any(m in ln.lower() for m in marks)]
+        if hits:
+            out.append(f"--- {f.relative_to(temp_dir)} ({len(hits)} error lines; last "
+                       f"{min(lines, len(hits))})\n" + "\n".join(hits[-lines:]))
+    return "\n".join(out) or f"(no error lines in the Ray logs under {temp_dir})"
 
 
 def test_ray_launcher_local_cluster_threads_from_cpus_and_a_killed_worker_is_rerun(tmp_path):
@@ -318,27 +341,32 @@ def test_ray_launcher_local_cluster_threads_from_cpus_and_a_killed_worker_is_rer
          f"tracking.uri=sqlite:///{db}", "tracking.experiment=local-ray",
          f"hydra.sweep.dir={tmp_path / 'mr'}"],
         cwd=tmp_path, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+    def why() -> str:  # what the sweep printed, and what went wrong inside Ray
+        return (f"train.py: {proc.poll()}\n{log.read_text()[-6000:]}\n=== Ray logs ===\n"
+                f"{_ray_logs(folder / 'ray')}")
+
     try:
         deadline = time.time() + 120
-        while not (victims := _pids_titled("ray::job 0")):
-            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+        while not (victims := _pids_titled("ray::job 0", f"RAY_AUTH_TOKEN_PATH={token}")):
+            assert proc.poll() is None and time.time() < deadline, why()
             time.sleep(0.2)
         client = MlflowClient(f"sqlite:///{db}")
         while not any(r.info.status == "RUNNING" and "sweep" not in r.data.tags
                       for e in [client.get_experiment_by_name("local-ray")] if e
                       for r in client.search_runs([e.experiment_id])):
-            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            assert proc.poll() is None and time.time() < deadline, why()
             time.sleep(0.2)  # until the job's run is recorded, i.e. it is training
         os.kill(victims[0], signal.SIGKILL)
-        assert proc.wait(timeout=600) == 0, log.read_text()[-5000:]
+        assert proc.wait(timeout=600) == 0, f"victim pid {victims[0]}\n{why()}"
     finally:
         if proc.poll() is None:
             proc.kill()
         shutil.rmtree(folder, ignore_errors=True)
     out = log.read_text()
-    assert "Ray cluster local: 1 node(s), 2 CPUs; 2 CPU(s) per job" in out
-    assert "A worker process died (WorkerCrashedError" in out
-    assert "planned: 2  skipped: 0  resumed: 0  run: 2  finished: 2" in out
+    assert "Ray cluster local: 1 node(s), 2 CPUs; 2 CPU(s) per job" in out, out[-6000:]
+    assert "A worker process died (WorkerCrashedError" in out, out[-6000:]
+    assert "planned: 2  skipped: 0  resumed: 0  run: 2  finished: 2" in out, out[-6000:]
 
     client = MlflowClient(f"sqlite:///{db}")
     exp = client.get_experiment_by_name("local-ray")

@@ -309,3 +309,8 @@ def test_focal_alpha_of_wrong_length_is_rejected():
     with pytest.raises(ValueError) as exc:
         focal.forward(np.zeros((2, 10)), np.array([0, 1]))
     assert "3 values" in str(exc.value) and "10 classes" in str(exc.value)
+    # the same rule, before any data (config validation): one weight per class
+    focal.check_classes(3)
+    with pytest.raises(ValueError, match="3 values but there are 10 classes"):
+        focal.check_classes(10)
+    losses.get("focal", alpha=0.5).check_classes(10)  # a number: any number of classes

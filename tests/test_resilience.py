@@ -241,6 +241,8 @@ BAD_INPUTS = {
     # name: (overrides or a callable(tmp_path) -> overrides, words the error must contain)
     "bad value": (["-m", "lr=1e-3,-1"], ["lr=-1"]),
     "unknown key": (["-m", "activation=relu,gelu", "learning_rate=0.1"], ["learning_rate"]),
+    "focal alpha not one per class": (["-m", "loss=focal", "loss.alpha=[0.1,0.2,0.3]"],
+                                      ["alpha=[0.1, 0.2, 0.3]", "10 classes"]),
     "unreachable server": (lambda t: ["-m", "activation=relu,gelu",
                                       f"tracking.uri=http://127.0.0.1:{_closed_port()}"],
                            ["not reachable", "127.0.0.1"]),
