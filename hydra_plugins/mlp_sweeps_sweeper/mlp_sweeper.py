@@ -341,29 +341,35 @@ class MlpSweeper(Sweeper):
                     raise
                 log.error("A worker process died (%s: %s); recovering the batch",
                           type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+                # a launcher may say which jobs it lost and why ({position in the batch:
+                # why}), and that they are not to be relaunched (SLURM: scancel, time limit)
+                why = {batch[i].config_hash: w for i, w in getattr(e, "why", {}).items()}
+                relaunch = getattr(e, "relaunch", True)
                 completed = set()  # ended on their own: finished, diverged or failed
                 for r in tracker.children(exp_id, parent):
                     h = r.data.tags.get("config_hash")
                     if r.info.status in ("FINISHED", "FAILED"):
                         completed.add(h)
-                    elif r.info.status == "RUNNING":  # in flight when the worker(s) died
+                    elif r.info.status == "RUNNING" or h in why:  # in flight when lost
                         losses[h] = losses.get(h, 0) + 1
                         tracker.set_tags(r.info.run_id, {
                             "status": "killed",
-                            "error": f"its worker process died ({type(e).__name__}); "
-                                     f"worker loss #{losses[h]} for this configuration"})
-                        tracker.end_run(r.info.run_id, "KILLED")
+                            "error": why.get(h) or f"its worker process died ({type(e).__name__}"
+                                     f"); worker loss #{losses[h]} for this configuration"})
+                        if r.info.status == "RUNNING":  # (else closed by its SIGTERM handler)
+                            tracker.end_run(r.info.run_id, "KILLED")
                 retry, given_up = [], 0
                 for j in batch:
                     if j.config_hash in completed:
                         outcome[j.config_hash] = "completed"
-                    elif losses.get(j.config_hash, 0) >= 2:
+                    elif losses.get(j.config_hash, 0) >= 2 or (
+                            j.config_hash in why and not relaunch):
                         outcome[j.config_hash] = "killed"
                         given_up += 1
                     else:
                         retry.append(j)
                 log.warning("Worker loss: %d jobs of the batch had ended, %d are relaunched, "
-                            "%d given up (in flight at two worker losses)",
+                            "%d given up (in flight at two worker losses, or lost for good)",
                             len(batch) - len(retry) - given_up, len(retry), given_up)
                 pending = retry + pending
                 idx += len(batch)
@@ -462,7 +468,7 @@ def _is_worker_loss(e: BaseException) -> bool:
     Ray), as opposed to an error in a job, which the launcher returns per job."""
     names = {type(x).__name__ for x in (e, e.__cause__, e.__context__) if x is not None}
     return bool(names & {"TerminatedWorkerError", "BrokenProcessPool", "WorkerCrashedError",
-                         "RayTaskError", "NodeDiedError"})
+                         "RayTaskError", "NodeDiedError", "SlurmJobsLost"})
 
 
 def _cost(tcfg) -> float:

@@ -1,0 +1,196 @@
+"""Sweeps through ``hydra/launcher=slurm`` on a real one-node SLURM cluster (see
+slurm_cluster.py: munge, slurmctld and slurmd on loopback, no accounting), into a real
+SQLite store: a sweep of four jobs with one cancelled by ``scancel`` mid-run, then resumed
+by rerunning the command; a job killed at its time limit; jobs SLURM refuses."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from slurm_cluster import slurm_cluster  # noqa: F401  (the session's cluster)
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=cpu",
+         "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+         "hydra.launcher.poll_s=1"]
+# tiny jobs: on 3000 examples and one BLAS thread, ~0.02 s per epoch in batches of 500,
+# ~0.2 s in batches of 4
+SMALL = ["data.train_limit=3000", "data.test_limit=300", "hidden_size=32", "lr=1e-3"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """One SQLite store for the module's sweeps (one experiment each), created here: the
+    tests poll it while sweeps run (two processes creating one store race its migration)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('slurm-store') / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()
+    return uri
+
+
+def _start(cluster, cwd: Path, *args: str) -> subprocess.Popen:
+    """``python train.py -m ARGS`` with the cluster's SLURM_CONF; output in cwd/sweep.log."""
+    env = dict(cluster.env, HYDRA_FULL_ERROR="0")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = open(cwd / "sweep.log", "w")
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", *args], cwd=cwd,
+                            env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen, cwd: Path, timeout: float = 180) -> str:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"the sweep hung:\n{(cwd / 'sweep.log').read_text()[-3000:]}")
+    return (cwd / "sweep.log").read_text()
+
+
+_CLIENTS: dict = {}
+
+
+def _runs(uri: str, experiment: str, parents: bool = False) -> list:
+    client = _CLIENTS.setdefault(uri, MlflowClient(uri))  # one client: polls stay cheap
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return [r for r in client.search_runs([exp.experiment_id], max_results=1000)
+            if parents or r.data.tags.get("sweep") != "parent"]
+
+
+def _wait_for(pred, timeout: float = 120, every: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def _slurm_job_of(run) -> str:
+    """The SLURM job running ``run``, from the environment of its process (the run's ``pid``
+    tag; ``scontrol pidinfo`` needs a process tracker other than linuxproc): ARRAY_TASK,
+    as a job array's last task has the array's own id, which scancel takes for them all."""
+    env = dict(v.split(b"=", 1) for v in Path(f"/proc/{run.data.tags['pid']}/environ")
+               .read_bytes().split(b"\0") if b"=" in v)
+    return f"{env[b'SLURM_ARRAY_JOB_ID'].decode()}_{env[b'SLURM_ARRAY_TASK_ID'].decode()}"
+
+
+def _summary(log: str) -> dict:
+    line = next(ln for ln in log.splitlines() if ln.startswith("planned:"))
+    return {k: int(v) for k, v in re.findall(r"(\w+): (\d+)", line)}
+
+
+def _checkpointed(uri: str, experiment: str, batch_size: str):
+    runs = [r for r in _runs(uri, experiment) if r.data.params.get("batch_size") == batch_size
+            and r.info.status == "RUNNING" and r.data.tags.get("checkpoint_epoch")]
+    return runs[0] if runs else None
+
+
+def test_cancelled_job_is_killed_with_slurms_reason_and_resumed_by_rerun(
+        slurm_cluster, store, tmp_path):  # noqa: F811
+    """Four jobs as a SLURM array; the longest (~10 s of training, started first) is
+    ``scancel``-ed at its first checkpoint:
+    the three others finish, the sweep ends (no hang) with that run KILLED and SLURM's
+    reason; rerunning the command resumes it from its checkpoint: four FINISHED runs, one
+    per configuration."""
+    cmd = [*SLURM, *SMALL, "batch_size=100,200,500,4", "epochs=50",
+           "checkpoint_every=5", f"tracking.uri={store}",
+           "tracking.experiment=cancel", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    t0 = time.monotonic()
+    proc = _start(slurm_cluster, tmp_path, *cmd)
+    victim = _wait_for(lambda: _checkpointed(store, "cancel", "4"), timeout=150)
+    slurm_cluster.run("scancel", _slurm_job_of(victim))
+    log = _finish(proc, tmp_path)
+    first_s = time.monotonic() - t0
+    assert proc.returncode != 0, log[-3000:]
+    assert _summary(log) == dict(planned=4, skipped=0, resumed=0, run=4, finished=3,
+                                 diverged=0, failed=0, killed=1), log[-3000:]
+    killed = re.search(r"^KILLED .*batch_size=4 .*: SLURM job \S+ CANCELLED", log, re.M)
+    assert killed, log[-3000:]
+    runs = _runs(store, "cancel")
+    by_status = sorted((int(r.data.params["batch_size"]), r.info.status) for r in runs)
+    assert by_status == [(4, "KILLED"), (100, "FINISHED"), (200, "FINISHED"),
+                         (500, "FINISHED")]
+    lost = next(r for r in runs if r.info.status == "KILLED")
+    assert lost.data.tags["status"] == "killed"
+    assert lost.data.tags["error"].startswith(f"SLURM job ") and "CANCELLED" in \
+        lost.data.tags["error"] and "scancel" in lost.data.tags["error"]
+    # quiet: no accounting errors, one line about where the states come from
+    assert "sacct" not in log and log.count("states from squeue") == 1, log[-3000:]
+
+    t1 = time.monotonic()
+    proc = _start(slurm_cluster, tmp_path, *cmd)
+    log = _finish(proc, tmp_path)
+    rerun_s = time.monotonic() - t1
+    assert proc.returncode == 0, log[-3000:]
+    assert _summary(log) == dict(planned=4, skipped=3, resumed=1, run=1, finished=1,
+                                 diverged=0, failed=0, killed=0), log[-3000:]
+    assert "sacct" not in log and "WARNING" not in log, log[-3000:]
+    runs = _runs(store, "cancel")
+    finished = sorted(int(r.data.params["batch_size"]) for r in runs
+                      if r.info.status == "FINISHED")
+    assert finished == [4, 100, 200, 500]  # each configuration once: no duplicate
+    resumed = next(r for r in runs if r.info.status == "FINISHED"
+                   and r.data.params["batch_size"] == "4")
+    assert resumed.data.tags["resumed_from"] == lost.info.run_id
+    assert 5 <= int(resumed.data.tags["resumed_epoch"]) < 50
+    print(f"cancel sweep {first_s:.1f} s, rerun {rerun_s:.1f} s")
+
+
+def test_job_past_its_time_limit_is_killed_with_the_reason(slurm_cluster, store,
+                                                          tmp_path):  # noqa: F811
+    """SLURM's time limits are whole minutes (``--time=0:20`` is rounded up to 1:00), and
+    slurmctld enforces them every 30 s: instead of waiting 60-90 s, the job's end time is
+    brought forward to now with ``scontrol update`` (what an administrator does; slurmctld
+    then ends it exactly as at its limit: state TIMEOUT, reason TimeLimit) at its next
+    check, within 30 s. The job trains far longer than that."""
+    cmd = [*SLURM, *SMALL, "hydra.launcher.timeout_min=1", "epochs=100000",
+           "checkpoint_every=0", f"tracking.uri={store}", "tracking.experiment=timeout",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    proc = _start(slurm_cluster, tmp_path, *cmd)
+    run = _wait_for(lambda: next((r for r in _runs(store, "timeout")
+                                  if r.info.status == "RUNNING"), None), timeout=150)
+    job = _slurm_job_of(run)
+    slurm_cluster.run("scontrol", "update", f"JobId={job}", "EndTime=now")
+    t0 = time.monotonic()
+    log = _finish(proc, tmp_path, timeout=120)
+    print(f"ended {time.monotonic() - t0:.1f} s after its end time")
+    assert proc.returncode != 0, log[-3000:]
+    assert _summary(log)["killed"] == 1, log[-3000:]
+    (run,) = _runs(store, "timeout")
+    assert run.info.status == "KILLED" and run.data.tags["status"] == "killed"
+    why = run.data.tags["error"]
+    assert "TIMEOUT: killed at its time limit" in why and "TimeLimit" in why, why
+    assert re.search(r"^KILLED .*: SLURM job \S+ TIMEOUT", log, re.M), log[-3000:]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("hydra.launcher.partition=gpu", "invalid partition specified: gpu"),
+    ("hydra.launcher.mem_gb=100000", "Requested node configuration is not available"),
+])
+def test_jobs_slurm_refuses_fail_early_with_its_message(slurm_cluster, store, tmp_path,  # noqa: F811
+                                                        bad, message):
+    experiment = f"refused-{bad.split('.')[-1].split('=')[0]}"
+    t0 = time.monotonic()
+    proc = _start(slurm_cluster, tmp_path, *SLURM, *SMALL, bad, "seed=0,1", "epochs=1",
+                  f"tracking.uri={store}", f"tracking.experiment={experiment}",
+                  f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    log = _finish(proc, tmp_path, timeout=60)
+    assert proc.returncode != 0
+    assert "SLURM refuses the sweep's jobs" in log and message in log, log[-3000:]
+    assert "Nothing was run or recorded" in log and "Traceback" not in log
+    assert _runs(store, experiment, parents=True) == []  # no run, no parent run
+    assert not (tmp_path / "sweep" / ".submitit").exists()  # nothing submitted
+    assert slurm_cluster.run("squeue", "--noheader").stdout.strip() == ""
+    print(f"refused in {time.monotonic() - t0:.1f} s")
