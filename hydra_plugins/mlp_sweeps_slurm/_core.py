@@ -173,13 +173,27 @@ def _request(launcher) -> str:
     return ", ".join(x for x in parts if x)
 
 
+def _partitions(timeout: float) -> str:
+    """``Partitions here: cpu* (4 nodes, 32 CPUs, 128000 MB per node).`` from sinfo."""
+    try:
+        r = subprocess.run(["sinfo", "--noheader", "--format=%P|%D|%c|%m"],
+                           capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    rows = [ln.split("|") for ln in r.stdout.splitlines() if ln.count("|") == 3]
+    if r.returncode != 0 or not rows:
+        return ""
+    return "Partitions here: " + ", ".join(
+        f"{p} ({n} node{'s' if n != '1' else ''}, {c} CPUs, {m} MB per node)"
+        for p, n, c, m in rows) + ". "
+
+
 def check_request(launcher) -> None:
     """Raise :class:`SlurmUnavailable` with SLURM's message unless ``sbatch --test-only``
     accepts a job with the sweep's options (partition, CPUs, memory, time limit, ...)."""
     executor = _executor(launcher)
     script = executor._executor._make_submission_file_text("true", "test-only")
-    hint = ("Nothing was run or recorded. (README 'Scaling out': SLURM; `sinfo` lists the "
-            "partitions and their nodes.)")
+    hint = "Nothing was run or recorded (README 'Scaling out': SLURM)."
     with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="mlp-sweeps-") as f:
         f.write(script)
         f.flush()
@@ -197,7 +211,7 @@ def check_request(launcher) -> None:
     if r.returncode != 0:
         raise SlurmUnavailable(f"SLURM refuses the sweep's jobs ({_request(launcher)}): "
                                f"{'; '.join(said) or f'sbatch exit status {r.returncode}'}. "
-                               f"{hint}")
+                               f"{_partitions(launcher.command_timeout_s)}{hint}")
     log.info("SLURM accepts the jobs (%s): %s", _request(launcher), said[-1] if said else "")
 
 
@@ -222,8 +236,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]],
         job.watcher = watcher  # instead of submitit's shared sacct watcher
         watcher.register_job(job.job_id)
     array = jobs[0].job_id.split("_")[0]
-    log.info("SLURM launcher: %d jobs as job array %s (%s each); states from squeue, every "
-             "%g s at most; sweep output dir: %s", len(jobs), array, _request(launcher),
+    log.info("SLURM launcher: %d job(s) as SLURM %s %s (%s each); job states from squeue, "
+             "every %g s at most; sweep output dir: %s", len(jobs),
+             "job array" if len(jobs) > 1 else "job", array, _request(launcher),
              launcher.poll_s, sweep_dir)
     for line in lines:
         log.info(line)
