@@ -5,7 +5,7 @@ by rerunning the command; a job killed at its time limit; jobs SLURM refuses."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import subprocess
 import sys
@@ -37,20 +37,27 @@ def store(tmp_path_factory) -> str:
     return uri
 
 
-def _start(cluster, cwd: Path, *args: str) -> subprocess.Popen:
-    """``python train.py -m ARGS`` with the cluster's SLURM_CONF; output in cwd/sweep.log."""
+@contextlib.contextmanager
+def _sweep(cluster, cwd: Path, *args: str):
+    """``python train.py -m ARGS`` with the cluster's SLURM_CONF, output in cwd/sweep.log;
+    killed if the test fails before it ends (its jobs go with the cluster)."""
     env = dict(cluster.env, HYDRA_FULL_ERROR="0")
     env.pop("MLFLOW_TRACKING_URI", None)
-    log = open(cwd / "sweep.log", "w")
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", *args], cwd=cwd,
-                            env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    with open(cwd / "sweep.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", *args],
+                                cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _finish(proc: subprocess.Popen, cwd: Path, timeout: float = 180) -> str:
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
         raise AssertionError(f"the sweep hung:\n{(cwd / 'sweep.log').read_text()[-3000:]}")
     return (cwd / "sweep.log").read_text()
 
@@ -103,19 +110,19 @@ def _checkpointed(uri: str, experiment: str, batch_size: str, epoch: int):
 
 def test_cancelled_job_is_killed_with_slurms_reason_and_resumed_by_rerun(
         slurm_cluster, store, tmp_path):  # noqa: F811
-    """Four jobs as a SLURM array; the longest (50 epochs, ~10 s of training, started
-    first) is ``scancel``-ed once it has checkpointed epoch 20:
+    """Four jobs as a SLURM array; the longest (~10 s of training, started first) is
+    ``scancel``-ed once it has checkpointed epoch 20 of 50:
     the three others finish, the sweep ends (no hang) with that run KILLED and SLURM's
     reason; rerunning the command resumes it from its checkpoint: four FINISHED runs, one
     per configuration."""
     cmd = [*SLURM, *SMALL, "batch_size=100,200,500,4", "epochs=50",
-           "checkpoint_every=10", f"tracking.uri={store}",
+           "checkpoint_every=20", "test_every=10", f"tracking.uri={store}",
            "tracking.experiment=cancel", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     t0 = time.monotonic()
-    proc = _start(slurm_cluster, tmp_path, *cmd)
-    victim = _wait_for(lambda: _checkpointed(store, "cancel", "4", 20), timeout=150)
-    slurm_cluster.run("scancel", _slurm_job_of(victim))
-    log = _finish(proc, tmp_path)
+    with _sweep(slurm_cluster, tmp_path, *cmd) as proc:
+        victim = _wait_for(lambda: _checkpointed(store, "cancel", "4", 20), timeout=150)
+        slurm_cluster.run("scancel", _slurm_job_of(victim))
+        log = _finish(proc, tmp_path)
     first_s = time.monotonic() - t0
     assert proc.returncode != 0, log[-3000:]
     assert _summary(log) == dict(planned=4, skipped=0, resumed=0, run=4, finished=3,
@@ -134,8 +141,8 @@ def test_cancelled_job_is_killed_with_slurms_reason_and_resumed_by_rerun(
     assert "sacct" not in log and log.count("states from squeue") == 1, log[-3000:]
 
     t1 = time.monotonic()
-    proc = _start(slurm_cluster, tmp_path, *cmd)
-    log = _finish(proc, tmp_path)
+    with _sweep(slurm_cluster, tmp_path, *cmd) as proc:
+        log = _finish(proc, tmp_path)
     rerun_s = time.monotonic() - t1
     assert proc.returncode == 0, log[-3000:]
     assert _summary(log) == dict(planned=4, skipped=3, resumed=1, run=1, finished=1,
@@ -148,7 +155,7 @@ def test_cancelled_job_is_killed_with_slurms_reason_and_resumed_by_rerun(
     resumed = next(r for r in runs if r.info.status == "FINISHED"
                    and r.data.params["batch_size"] == "4")
     assert resumed.data.tags["resumed_from"] == lost.info.run_id
-    assert int(resumed.data.tags["resumed_epoch"]) in (20, 30, 40)
+    assert int(resumed.data.tags["resumed_epoch"]) in (20, 40)
     print(f"cancel sweep {first_s:.1f} s, rerun {rerun_s:.1f} s")
 
 
@@ -162,13 +169,12 @@ def test_job_past_its_time_limit_is_killed_with_the_reason(slurm_cluster, store,
     cmd = [*SLURM, *SMALL, "hydra.launcher.timeout_min=1", "epochs=100000",
            "checkpoint_every=0", f"tracking.uri={store}", "tracking.experiment=timeout",
            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    proc = _start(slurm_cluster, tmp_path, *cmd)
-    run = _wait_for(lambda: next((r for r in _runs(store, "timeout")
-                                  if r.info.status == "RUNNING"), None), timeout=150)
-    job = _slurm_job_of(run)
-    slurm_cluster.run("scontrol", "update", f"JobId={job}", "EndTime=now")
-    t0 = time.monotonic()
-    log = _finish(proc, tmp_path, timeout=120)
+    with _sweep(slurm_cluster, tmp_path, *cmd) as proc:
+        run = _wait_for(lambda: next((r for r in _runs(store, "timeout")
+                                      if r.info.status == "RUNNING"), None), timeout=150)
+        slurm_cluster.run("scontrol", "update", f"JobId={_slurm_job_of(run)}", "EndTime=now")
+        t0 = time.monotonic()
+        log = _finish(proc, tmp_path, timeout=120)
     print(f"ended {time.monotonic() - t0:.1f} s after its end time")
     assert proc.returncode != 0, log[-3000:]
     assert _summary(log)["killed"] == 1, log[-3000:]
@@ -187,10 +193,10 @@ def test_jobs_slurm_refuses_fail_early_with_its_message(slurm_cluster, store, tm
                                                         bad, message):
     experiment = f"refused-{bad.split('.')[-1].split('=')[0]}"
     t0 = time.monotonic()
-    proc = _start(slurm_cluster, tmp_path, *SLURM, *SMALL, bad, "seed=0,1", "epochs=1",
-                  f"tracking.uri={store}", f"tracking.experiment={experiment}",
-                  f"hydra.sweep.dir={tmp_path / 'sweep'}")
-    log = _finish(proc, tmp_path, timeout=60)
+    with _sweep(slurm_cluster, tmp_path, *SLURM, *SMALL, bad, "seed=0,1", "epochs=1",
+                f"tracking.uri={store}", f"tracking.experiment={experiment}",
+                f"hydra.sweep.dir={tmp_path / 'sweep'}") as proc:
+        log = _finish(proc, tmp_path, timeout=60)
     assert proc.returncode != 0
     assert "SLURM refuses the sweep's jobs" in log and message in log, log[-3000:]
     assert "Partitions here: cpu* (1 node, 2 CPUs" in log  # what there is instead
