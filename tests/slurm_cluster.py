@@ -50,6 +50,8 @@ SelectTypeParameters=CR_CPU
 SchedulerType=sched/builtin
 MpiDefault=none
 MailProg=/bin/true
+# not the system's /etc/slurm/plugstack.conf
+PlugStackConfig={dir}/plugstack.conf
 ReturnToService=2
 # trust the node's line below (CPUs, memory) whatever the machine has
 SlurmdParameters=config_overrides
@@ -126,6 +128,7 @@ class SlurmCluster:
         self._spawn("munged", "munged", "--foreground", f"--socket={m}/munge.socket",
                     f"--key-file={key}", f"--pid-file={m}/munged.pid",
                     f"--log-file={self.dir}/log/munged.log", f"--seed-file={m}/munged.seed")
+        (self.dir / "plugstack.conf").write_text("")
         self.conf.write_text(SLURM_CONF.format(
             host=self.host, ctld_port=_free_port(), slurmd_port=_free_port(), dir=self.dir,
             memory_mb=_memory_mb()))
