@@ -102,19 +102,22 @@ def _summary(log: str) -> dict:
 
 def _checkpointed(uri: str, experiment: str, batch_size: str, epoch: int):
     """The RUNNING run with this batch size once it has a checkpoint of ``epoch`` or later."""
-    runs = [r for r in _runs(uri, experiment) if r.data.params.get("batch_size") == batch_size
-            and r.info.status == "RUNNING"
-            and int(r.data.tags.get("checkpoint_epoch", 0)) >= epoch]
-    return runs[0] if runs else None
+    for r in _runs(uri, experiment):
+        if r.data.params.get("batch_size") != batch_size:
+            continue
+        assert r.info.status == "RUNNING", \
+            f"the run ended ({r.info.status}) before the test saw its checkpoint {epoch}"
+        if int(r.data.tags.get("checkpoint_epoch", 0)) >= epoch:
+            return r
+    return None
 
 
 def test_cancelled_job_is_killed_with_slurms_reason_and_resumed_by_rerun(
         slurm_cluster, store, tmp_path):  # noqa: F811
     """Four jobs as a SLURM array; the longest (~10 s of training, started first) is
-    ``scancel``-ed once it has checkpointed epoch 20 of 50:
-    the three others finish, the sweep ends (no hang) with that run KILLED and SLURM's
-    reason; rerunning the command resumes it from its checkpoint: four FINISHED runs, one
-    per configuration."""
+    ``scancel``-ed once it has checkpointed epoch 20 of 50: the three others finish, the
+    sweep ends (no hang) with that run KILLED and SLURM's reason; rerunning the command
+    resumes it from its checkpoint: four FINISHED runs, one per configuration."""
     cmd = [*SLURM, *SMALL, "batch_size=100,200,500,4", "epochs=50",
            "checkpoint_every=20", "test_every=10", f"tracking.uri={store}",
            "tracking.experiment=cancel", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
@@ -135,8 +138,8 @@ def test_cancelled_job_is_killed_with_slurms_reason_and_resumed_by_rerun(
                          (500, "FINISHED")]
     lost = next(r for r in runs if r.info.status == "KILLED")
     assert lost.data.tags["status"] == "killed"
-    assert lost.data.tags["error"].startswith(f"SLURM job ") and "CANCELLED" in \
-        lost.data.tags["error"] and "scancel" in lost.data.tags["error"]
+    why = lost.data.tags["error"]
+    assert why.startswith("SLURM job ") and "CANCELLED: cancelled (scancel)" in why, why
     # quiet: no accounting errors, one line about where the states come from
     assert "sacct" not in log and log.count("states from squeue") == 1, log[-3000:]
 
