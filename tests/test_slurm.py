@@ -191,7 +191,7 @@ def test_job_past_its_time_limit_is_killed_with_the_reason(slurm_cluster, store,
 @pytest.mark.parametrize("bad, message", [
     ("hydra.launcher.partition=gpu", "invalid partition specified: gpu"),
     ("hydra.launcher.mem_gb=100000", "Requested node configuration is not available"),
-])
+], ids=["bad-partition", "too-much-memory"])
 def test_jobs_slurm_refuses_fail_early_with_its_message(slurm_cluster, store, tmp_path,  # noqa: F811
                                                         bad, message):
     experiment = f"refused-{bad.split('.')[-1].split('=')[0]}"
