@@ -176,27 +176,34 @@ def launch_all(launcher, todo: list[plan.Job], outcome: dict[str, Any], ledger: 
                 raise
             log.error("A worker process died (%s: %s); recovering the batch",
                       type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            # a launcher may say which jobs it lost and why ({position in the batch: why}),
+            # and that they are not to be relaunched (SLURM: scancel, time limit)
+            why = {batch[i].config_hash: w for i, w in getattr(e, "why", {}).items()}
+            relaunch = getattr(e, "relaunch", True)
             ended = set()  # on their own: finished, diverged or failed
             for r in ledger.runs(parent=parent):
                 h = r.data.tags.get(Tag.CONFIG_HASH)
                 if r.info.status in (RunStatus.FINISHED, RunStatus.FAILED):
                     ended.add(h)
-                elif r.info.status == RunStatus.RUNNING:  # in flight when the worker(s) died
+                elif r.info.status == RunStatus.RUNNING or h in why:  # in flight when lost
                     losses[h] = losses.get(h, 0) + 1
-                    ledger.mark_killed(r.info.run_id, f"its worker process died "
-                                       f"({type(e).__name__}); worker loss #{losses[h]} for "
-                                       f"this configuration")
+                    # (a run not RUNNING was closed KILLED by its SIGTERM handler: the
+                    # launcher's reason replaces its own)
+                    ledger.mark_killed(r.info.run_id, why.get(h) or (
+                        f"its worker process died ({type(e).__name__}); worker loss "
+                        f"#{losses[h]} for this configuration"))
             retry, given_up = [], 0
             for j in batch:
                 if j.config_hash in ended:
                     outcome[j.config_hash] = "completed"
-                elif losses.get(j.config_hash, 0) >= MAX_WORKER_LOSSES:
+                elif losses.get(j.config_hash, 0) >= MAX_WORKER_LOSSES or (
+                        j.config_hash in why and not relaunch):
                     outcome[j.config_hash] = "killed"
                     given_up += 1
                 else:
                     retry.append(j)
             log.warning("Worker loss: %d jobs of the batch had ended, %d are relaunched, "
-                        "%d given up (in flight at two worker losses)",
+                        "%d given up (in flight at two worker losses, or lost for good)",
                         len(batch) - len(retry) - given_up, len(retry), given_up)
             pending = retry + pending
             idx += len(batch)
@@ -211,7 +218,7 @@ def is_worker_loss(e: BaseException) -> bool:
     Ray), as opposed to an error in a job, which the launcher returns per job."""
     names = {type(x).__name__ for x in (e, e.__cause__, e.__context__) if x is not None}
     return bool(names & {"TerminatedWorkerError", "BrokenProcessPool", "WorkerCrashedError",
-                         "RayTaskError", "NodeDiedError"})
+                         "RayTaskError", "NodeDiedError", "SlurmJobsLost"})
 
 
 def job_error(ret: Any) -> BaseException | None:

@@ -31,3 +31,10 @@ fi
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt_install postgresql "install PostgreSQL's server for the PostgreSQL tracking test"
 fi
+
+# SLURM and munge (Debian's slurm-wlm, which depends on munge), for tests/test_slurm.py: the
+# tests start a one-node cluster of their own on 127.0.0.1 (own munge key and socket, own
+# slurm.conf in a temporary folder); the system's /etc/munge and /etc/slurm are not used
+if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
+  apt_install slurm-wlm "install SLURM (slurm-wlm, munge) for the SLURM launcher's tests"
+fi

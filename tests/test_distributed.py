@@ -1,7 +1,8 @@
 """Beyond one machine, for real, on loopback only: an MLflow tracking server (SQLite, and
 PostgreSQL, backends; artifacts served through it), a Ray cluster of two nodes (a head and a
 worker, 127.0.0.2 and 127.0.0.3) running a sweep with ``hydra/launcher=ray``, the SLURM
-launcher config, and fast, clean failures when the server or the cluster is unreachable.
+launcher config (sweeps on a SLURM cluster: test_slurm.py), and fast, clean failures when
+the server or the cluster is unreachable.
 
 Every server and cluster here is started by the test, in a temporary folder, and stopped
 after it. Ray is kept off 127.0.0.1 on purpose: Ray replaces 127.0.0.1 / localhost by the
@@ -546,8 +547,7 @@ def test_slurm_launcher_config_composes(composed):
                         reason="hydra-submitit-launcher (the 'slurm' extra)")
     cfg, n = composed("hydra/launcher=slurm", "hydra.launcher.partition=cpu")
     launcher = cfg.hydra.launcher
-    assert launcher._target_ == \
-        "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher._target_ == "hydra_plugins.mlp_sweeps_slurm.slurm_launcher.SlurmLauncher"
     assert launcher.partition == "cpu" and launcher.cpus_per_task == 4
     assert launcher.timeout_min >= 60 and launcher.array_parallelism >= 1
     assert n == 4  # BLAS threads = the CPUs SLURM gives each job
@@ -555,4 +555,6 @@ def test_slurm_launcher_config_composes(composed):
     from hydra.utils import instantiate
 
     obj = instantiate(launcher)  # a real SlurmLauncher; nothing is submitted
-    assert type(obj).__name__ == "SlurmLauncher"
+    assert type(obj).__name__ == "SlurmLauncher" and obj.poll_s == 15
+    assert "poll_s" not in obj.params  # ours, not passed on to submitit / sbatch
+    # (tests/test_slurm.py runs sweeps through it on a real one-node SLURM cluster)
