@@ -19,7 +19,10 @@ What is measured, per epoch:
   ``dW = x^T gu`` and, except for the first layer, ``gx = gu W^T``), run right after the
   epoch in the same process. The bias gradient's small ``1^T gu`` product is left out: it
   counts as overhead, like the bias add;
-- ``ratio = wall / floor``: 1.0 would mean everything except BLAS is free;
+- ``ratio = wall / floor``: 1.0 would mean everything except BLAS is free; ``CPU ratio``: the
+  same in this process's CPU time (``time.process_time``), robust to time-slicing on a loaded
+  machine (with one BLAS thread; equal to ``ratio`` on an idle machine), for the epochs
+  without evaluation (only the last epoch is evaluated);
 - ``samples/s`` = training examples / wall, and ``eval``: the epoch's test-set evaluation.
 
 Per run: the mean split of an epoch into ``data`` (batch gathering), ``forward`` (network,
@@ -31,7 +34,10 @@ of it, per epoch and as medians over the epochs.
 ``--peers`` also trains the same network on the same data with the same optimizer and BLAS
 thread count in PyTorch (CPU) and scikit-learn's ``MLPClassifier``, whichever are installed
 (``pip install -e ".[bench]"``): one epoch of each right after each of this project's epochs,
-in this process, and prints the per-epoch ratios (medians over the epochs). Supported for
+in this process, and prints the per-epoch ratios (medians over the epochs), in wall time and
+in this process's CPU time (``time.process_time``: robust to time-slicing on a loaded
+machine; equal to wall time on an idle one with one thread). With ``--peers`` only the last
+epoch is evaluated, so the other epochs' CPU time is training alone. Supported for
 ``loss=cross_entropy``, ``activation`` relu or sigmoid, no dropout, ``optimizer=sgd``.
 
 ``--cases`` runs each standard case in its own process (so peak memory is per case) and prints
@@ -128,7 +134,7 @@ def bench(cfg: TrainConfig, epochs: int = 2, threads: int | None = 1,
     """Train ``cfg`` for ``epochs`` (evaluating every epoch), measuring each epoch's floor
     (and, with ``peers``, an epoch of each installed peer) right after it. Returns a
     JSON-serialisable dict (see the module docstring)."""
-    cfg = replace(cfg, epochs=epochs, test_every=1).validate()
+    cfg = replace(cfg, epochs=epochs, test_every=epochs).validate()
     with threadpool_limits(limits=threads, user_api="blas"):
         ds = load_data(cfg)
         n = ds.x_train.shape[0]
@@ -137,16 +143,27 @@ def bench(cfg: TrainConfig, epochs: int = 2, threads: int | None = 1,
         others = make_peers(cfg, ds, threads) if peers else []
         rows: list[dict[str, Any]] = []
 
+        cpu_mark = [time.process_time()]
+
         def on_epoch(rec: dict[str, Any]) -> None:
+            cpu = time.process_time() - cpu_mark[0]  # the epoch (and its evaluation, if any)
+            c0 = time.process_time()
             f = floor.run()  # right after the epoch (and its evaluation)
+            f_cpu = time.process_time() - c0
             wall = rec["epoch_time_s"]
             rows.append({"epoch": rec["epoch"], "wall_s": wall, "floor_s": f, "ratio": wall / f,
+                         "floor_cpu_s": f_cpu,
+                         "cpu_ratio": None if "eval_time_s" in rec else cpu / f_cpu,
                          "eval_s": rec.get("eval_time_s", 0.0), "samples_per_s": n / wall,
                          "train_loss": rec["train_loss"], "test_acc": rec.get("test_acc")})
+            rows[-1]["cpu_s"] = None if "eval_time_s" in rec else cpu
             for peer in others:  # interleaved: a drift of the machine hits every one
+                c0 = time.process_time()
                 t, loss = peer.epoch()
                 rows[-1][f"{peer.name}_s"] = t
+                rows[-1][f"{peer.name}_cpu_s"] = time.process_time() - c0
                 rows[-1][f"{peer.name}_train_loss"] = loss
+            cpu_mark[0] = time.process_time()
 
         result = train(cfg, callback=on_epoch, data=ds)
         blas = blas_info()  # inside the limits: the threads the run had
@@ -167,19 +184,32 @@ def bench(cfg: TrainConfig, epochs: int = 2, threads: int | None = 1,
             "wall_s": wall,
             "floor_s": statistics.median(r["floor_s"] for r in rows) if rows else float("nan"),
             "ratio": statistics.median(r["ratio"] for r in rows) if rows else float("nan"),
+            "cpu_ratio": _median([r["cpu_ratio"] for r in rows if r["cpu_ratio"] is not None]),
             "samples_per_s": n / wall,
         },
-        "peers": {p.name: {"version": p.version, "threads": p.threads,
-                           "wall_s": statistics.median(r[f"{p.name}_s"] for r in rows),
-                           "ratio": statistics.median(r["wall_s"] / r[f"{p.name}_s"]
-                                                      for r in rows)}
-                  for p in others} if rows else {},
+        "peers": {p.name: _peer_summary(p, rows) for p in others} if rows else {},
+        "cpu_s": _median([r["cpu_s"] for r in rows if r.get("cpu_s") is not None]),
         "peers_missing": [m for m in PEERS if m not in {p.name for p in others}] if peers else [],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "numpy": np.__version__,
         "blas": blas,
         "blas_warning": forced_kernel_warning(),
     }
+
+
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def _peer_summary(peer, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the epochs: the peer's wall and CPU seconds, and ours / theirs."""
+    n = peer.name
+    cpu_rows = [r for r in rows if r.get("cpu_s") is not None]
+    return {"version": peer.version, "threads": peer.threads,
+            "wall_s": statistics.median(r[f"{n}_s"] for r in rows),
+            "ratio": statistics.median(r["wall_s"] / r[f"{n}_s"] for r in rows),
+            "cpu_s": _median([r[f"{n}_cpu_s"] for r in cpu_rows]),
+            "cpu_ratio": _median([r["cpu_s"] / r[f"{n}_cpu_s"] for r in cpu_rows])}
 
 
 # --- peers: the same training elsewhere ---------------------------------------------------
@@ -315,23 +345,30 @@ def describe(res: dict[str, Any]) -> str:
                  "test acc"],
                 [[str(r["epoch"]), f"{r['wall_s']:.3f}", f"{r['floor_s']:.3f}",
                   f"{r['ratio']:.2f}", f"{r['samples_per_s']:,.0f}", f"{r['eval_s']:.3f}",
-                  f"{r['train_loss']:.4f}", f"{r['test_acc']:.4f}"] for r in res["epochs"]])
+                  f"{r['train_loss']:.4f}",
+                  "-" if r["test_acc"] is None else f"{r['test_acc']:.4f}"] for r in res["epochs"]])
     s = res["split_per_epoch_s"]
     wall = sum(s[k] for k in (*PARTS, "other"))
     split = _table(["per epoch", *PARTS, "other", "eval"],
                    [["seconds", *(f"{s[k]:.3f}" for k in (*PARTS, "other", "eval"))],
                     ["% of wall", *(f"{100 * s[k] / wall:.1f}" for k in (*PARTS, "other")), ""]])
     m = res["median"]
+    cpu = "-" if m.get("cpu_ratio") is None else f"{m['cpu_ratio']:.2f}"
     tail = (f"median: wall {m['wall_s']:.3f} s, floor {m['floor_s']:.3f} s, ratio "
-            f"{m['ratio']:.2f}, {m['samples_per_s']:,.0f} samples/s; peak RSS "
+            f"{m['ratio']:.2f} (CPU time: {cpu}), {m['samples_per_s']:,.0f} samples/s; peak RSS "
             f"{res['peak_rss_mib']:.0f} MiB; status {res['status']}")
     parts = [head, ep, split, tail]
     if res.get("peers"):
-        rows = [["this project", f"{m['wall_s']:.3f}", "1.00", str(res["threads"])]]
+        fmt = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
+        rows = [["this project", f"{m['wall_s']:.3f}", "1.00", fmt(res["cpu_s"], ".3f"), "1.00",
+                 str(res["threads"])]]
         rows += [[f"{k} {p['version']}", f"{p['wall_s']:.3f}", f"{p['ratio']:.2f}",
-                  str(p["threads"])] for k, p in res["peers"].items()]
-        parts.append("peers, one epoch each after each of ours (medians over the epochs):\n"
-                     + _table(["", "epoch s", "ours / theirs", "threads"], rows))
+                  fmt(p["cpu_s"], ".3f"), fmt(p["cpu_ratio"], ".2f"), str(p["threads"])]
+                 for k, p in res["peers"].items()]
+        parts.append("peers, one epoch each after each of ours (medians over the epochs; CPU: "
+                     "epochs without evaluation):\n"
+                     + _table(["", "epoch s", "ours / theirs", "CPU s", "ours / theirs",
+                               "threads"], rows))
     if res.get("peers_missing"):
         parts.append(f"peers not installed: {', '.join(res['peers_missing'])}")
     return "\n\n".join(parts)
@@ -361,14 +398,15 @@ def describe_cases(results: list[dict[str, Any]]) -> str:
     for r in results:
         m, s = r["median"], r["split_per_epoch_s"]
         rows.append([r["case"], f"{m['wall_s']:.3f}", f"{m['floor_s']:.3f}", f"{m['ratio']:.2f}",
+                     "-" if m.get("cpu_ratio") is None else f"{m['cpu_ratio']:.2f}",
                      *(f"{s[k]:.3f}" for k in (*PARTS, "other", "eval")),
                      f"{m['samples_per_s']:,.0f}", f"{r['peak_rss_mib']:.0f}"])
     kernels = sorted({f"{b['kernel']}" for r in results for b in r["blas"]})
     warn = next((r["blas_warning"] for r in results if r.get("blas_warning")), None)
     return "\n".join([f"BLAS kernel(s): {', '.join(kernels)}"]
                      + ([f"WARNING: {warn}"] if warn else []) + [""]) + _table(
-        ["case", "wall s", "floor s", "ratio", *PARTS, "other", "eval", "samples/s",
-         "RSS MiB"], rows)
+        ["case", "wall s", "floor s", "ratio", "CPU ratio", *PARTS, "other", "eval",
+         "samples/s", "RSS MiB"], rows)
 
 
 def main(argv: list[str] | None = None) -> None:
