@@ -7,5 +7,6 @@ from . import activations, checkpoint, losses, optim
 from .config import ConfigError, DataConfig, TrainConfig
 from .train import Result, train
 
-__all__ = ["activations", "losses", "optim", "ConfigError", "DataConfig", "TrainConfig", "Result", "train"]
+__all__ = ["activations", "losses", "optim", "ConfigError", "DataConfig", "TrainConfig", "Result",
+           "train"]
 __version__ = "0.1.0"
