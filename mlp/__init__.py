@@ -1,11 +1,12 @@
 """mlp-sweeps' NumPy core: an MLP with exact gradients, trained on MNIST-format data.
 
-NumPy and the standard library only; Hydra and MLflow wrap it from outside.
+NumPy, SciPy's BLAS and the standard library only; Hydra and MLflow wrap it from outside.
 """
 
-from . import activations, checkpoint, losses
+from . import activations, checkpoint, losses, optim
 from .config import ConfigError, DataConfig, TrainConfig
 from .train import Result, train
 
-__all__ = ["activations", "losses", "ConfigError", "DataConfig", "TrainConfig", "Result", "train"]
+__all__ = ["activations", "losses", "optim", "ConfigError", "DataConfig", "TrainConfig", "Result",
+           "train"]
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from . import activations, losses
+from . import activations, losses, optim
 from .data import DATASETS, NORMALIZATIONS, n_classes
 from .layers import INITS
 from .network import DTYPES
@@ -47,6 +47,11 @@ class TrainConfig:
     lr: float = 1e-4
     momentum: float = 0.9
     weight_decay: float = 1e-3
+    # the update rule (mlp.optim's registry) and its own settings (Adam: beta1, beta2, eps);
+    # lr, momentum (SGD's) and weight_decay above are shared. Left out of to_dict() at their
+    # defaults, so SGD configurations keep the identity (config hash) they had before.
+    optimizer: str = "sgd"
+    optimizer_params: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 100
     epochs: int = 100
     test_every: int = 5
@@ -59,8 +64,9 @@ class TrainConfig:
         """Build from a mapping (e.g. a resolved Hydra config).
 
         ``activation`` may be a name or ``{"name": ...}``; ``loss`` a name or
-        ``{"name": ..., "reduction": ..., <params>}``. Keys that are not training
-        settings (``tracking``, ``hydra``, ...) are ignored.
+        ``{"name": ..., "reduction": ..., <params>}``; ``optimizer`` a name or
+        ``{"name": ..., <params>}``. Keys that are not training settings (``tracking``,
+        ``hydra``, ...) are ignored.
         """
         d = dict(d)
         kw: dict[str, Any] = {}
@@ -74,6 +80,14 @@ class TrainConfig:
         else:
             kw["loss"] = loss
             kw["loss_params"] = dict(d.get("loss_params") or {})
+        opt = d.get("optimizer", cls.optimizer)
+        if isinstance(opt, Mapping):
+            opt = dict(opt)
+            kw["optimizer"] = opt.pop("name")
+            kw["optimizer_params"] = opt
+        else:
+            kw["optimizer"] = opt
+            kw["optimizer_params"] = dict(d.get("optimizer_params") or {})
         kw["data"] = _data_config(d.get("data") or {})
         for f in fields(cls):
             if f.name not in kw and f.name in d:
@@ -82,9 +96,23 @@ class TrainConfig:
 
     def __post_init__(self):
         self.data = _data_config(self.data)  # e.g. TrainConfig(data={"train_limit": 5000})
+        if self.optimizer in optim.names():  # its settings resolved: one identity per config
+            self.optimizer_params = {**optim.params(self.optimizer), **self.optimizer_params}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as plain data: what identifies a configuration (its hash, a
+        checkpoint's match). The optimizer appears only when it is not SGD (with its own
+        settings, defaults filled in), so an SGD configuration's dict, and hash, are those
+        it had before optimizers were selectable."""
+        d = asdict(self)
+        if self.optimizer == "sgd" and not self.optimizer_params:
+            del d["optimizer"], d["optimizer_params"]
+        return d
+
+    def make_optimizer(self, params: list) -> optim.Optimizer:
+        """The configured optimizer over ``params`` (a network's parameters)."""
+        return optim.get(self.optimizer, params, lr=self.lr, momentum=self.momentum,
+                         weight_decay=self.weight_decay, **self.optimizer_params)
 
     def config_hash(self) -> str:
         """Identity of what is trained: 16 hex digits of the SHA-256 of :meth:`to_dict` as
@@ -120,6 +148,11 @@ class TrainConfig:
         _num("lr", self.lr, 0.0, math.inf, "> 0", lo_open=True)
         _num("momentum", self.momentum, 0.0, 1.0, "[0, 1)", lo_open=False, hi_open=True)
         _num("weight_decay", self.weight_decay, 0.0, math.inf, ">= 0", lo_open=False)
+        _choice("optimizer", self.optimizer, optim.names())
+        try:
+            self.make_optimizer([])
+        except ValueError as e:
+            raise ConfigError(f"optimizer: {e}") from None
         _int("batch_size", self.batch_size, 1)
         _int("epochs", self.epochs, 1)
         _int("test_every", self.test_every, 1)

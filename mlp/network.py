@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from . import activations
-from .layers import Buffers, Dropout, Linear
+from .layers import Buffers, Dropout, GradSink, Linear
 
 __all__ = ["MLP", "DTYPES"]
 
@@ -76,18 +76,26 @@ class MLP:
             h = drop.forward(a, train=train, out=out)
         return self.linears[-1].forward(h).copy()  # (batch, n_classes)
 
-    def backward(self, grad_logits: np.ndarray, need_input_grad: bool = False) -> np.ndarray | None:
-        """Fill :attr:`grads` from dL/dlogits of shape (batch, n_classes).
+    def backward(self, grad_logits: np.ndarray, need_input_grad: bool = False,
+                 sinks: Sequence[GradSink] | None = None) -> np.ndarray | None:
+        """Deliver the parameters' gradients from dL/dlogits of shape (batch, n_classes).
 
-        Returns dL/dx of shape (batch, in_dim) only if ``need_input_grad``: for the
-        first layer that is a full matrix product that training does not need.
+        The gradients fill :attr:`grads`, or go to ``sinks`` (one
+        :class:`~mlp.layers.GradSink` per parameter, in :attr:`params` order), e.g. an
+        optimizer's :attr:`~mlp.optim.Optimizer.sinks`, which then steps without arrays.
+        Returns dL/dx of shape (batch, in_dim) only if ``need_input_grad``: for the first
+        layer that is a full matrix product that training does not need.
         """
+        if sinks is not None and len(sinks) != len(self.params):
+            raise ValueError(f"{len(sinks)} gradient sinks for {len(self.params)} parameters")
+        per_layer = [None] * len(self.linears) if sinks is None else \
+            [tuple(sinks[2 * i:2 * i + 2]) for i in range(len(self.linears))]
         g = grad_logits
         for i in range(len(self.linears) - 1, 0, -1):
-            g = self.linears[i].backward(g)  # dL/dh_{i}
+            g = self.linears[i].backward(g, sinks=per_layer[i])  # dL/dh_{i}
             g = self.drops[i - 1].backward(g, out=g)
             g = self.acts[i - 1].backward(g, out=g)  # dL/du_{i}
-        return self.linears[0].backward(g, need_input_grad=need_input_grad)
+        return self.linears[0].backward(g, need_input_grad=need_input_grad, sinks=per_layer[0])
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters, named ``W1, b1, W2, b2, ...``."""

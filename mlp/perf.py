@@ -1,13 +1,16 @@
 """The speed floor of a training epoch: its matrix products alone, on preallocated operands
-with the shapes, dtype, transposes and buffer sharing of the network. NumPy only."""
+with the shapes, dtype, transposes and buffer sharing of the network; and what BLAS a
+measurement ran with (library, kernel, threads)."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MatmulFloor"]
+__all__ = ["MatmulFloor", "blas_info", "describe_blas", "forced_kernel_warning"]
 
 
 class MatmulFloor:
@@ -66,3 +69,43 @@ class MatmulFloor:
                 if i:
                     mm(gu[i], W[i].T, out=gx[i])
         return time.perf_counter() - t0
+
+
+def blas_info() -> list[dict]:
+    """The BLAS libraries loaded in this process (threadpoolctl): ``library`` (file name),
+    ``version``, ``kernel`` (OpenBLAS's ``architecture``: the CPU kernels it runs) and
+    ``threads``. NumPy and SciPy each bring their own OpenBLAS."""
+    from threadpoolctl import threadpool_info
+
+    return [{"library": Path(i["filepath"]).name, "version": i.get("version"),
+             "kernel": i.get("architecture"), "threads": i.get("num_threads")}
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+
+
+def forced_kernel_warning() -> str | None:
+    """A warning when the environment forces OpenBLAS's kernel (``OPENBLAS_CORETYPE``), which
+    a user's machine does not do: figures measured so may be slower than users get."""
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    if not forced:
+        return None
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    best = next((f for f in ("avx512f", "avx2", "avx") if f in flags), None)
+    cpu = f" (the CPU has {best})" if best else ""
+    return (f"OPENBLAS_CORETYPE={forced} forces OpenBLAS's {forced} kernels{cpu}; a user's "
+            f"machine lets OpenBLAS pick the CPU's own. Run as users do: env -u "
+            f"OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...")
+
+
+def describe_blas() -> str:
+    """One line per BLAS library (kernel, threads), then the forced-kernel warning if any."""
+    lines = [f"BLAS: {b['library']} {b['version']}, kernel {b['kernel']}, {b['threads']} "
+             f"thread(s)" for b in blas_info()] or ["BLAS: none loaded"]
+    warn = forced_kernel_warning()
+    return "\n".join(lines + ([f"WARNING: {warn}"] if warn else []))

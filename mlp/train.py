@@ -14,7 +14,7 @@ from . import checkpoint
 from .config import TrainConfig
 from .data import Dataset, load
 from .network import MLP
-from .optim import SGD
+from .optim import Optimizer
 
 __all__ = ["Result", "train", "evaluate", "load_data", "build"]
 
@@ -57,13 +57,12 @@ def load_data(cfg: TrainConfig) -> Dataset:
                 test_limit=d.test_limit)
 
 
-def build(cfg: TrainConfig, n_features: int, n_classes: int) -> tuple[MLP, Any, SGD]:
+def build(cfg: TrainConfig, n_features: int, n_classes: int) -> tuple[MLP, Any, Optimizer]:
     """The network, loss and optimizer a config describes."""
     sizes = [n_features] + [cfg.hidden_size] * cfg.depth + [n_classes]
     net = MLP(sizes, activation=cfg.activation, dropout=cfg.dropout, init=cfg.init,
               seed=cfg.seed, dtype=cfg.dtype)
-    opt = SGD(net.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return net, cfg.make_loss(), opt
+    return net, cfg.make_loss(), cfg.make_optimizer(net.params)
 
 
 def evaluate(net: MLP, loss, x: np.ndarray, y: np.ndarray,
@@ -120,7 +119,7 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
     if resume is not None:
         checkpoint.check_matches(resume, cfg.to_dict())
         net.load_state_dict(resume["params"])
-        opt.load_state_dict({"velocity": resume["velocity"]})
+        opt.load_state_dict(resume["optimizer"])
         shuffle_rng.bit_generator.state = resume["shuffle_rng"]
         net.dropout_rng.bit_generator.state = resume["dropout_rng"]
         history = [dict(r) for r in resume["history"]]
@@ -128,7 +127,7 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
         first = resume["epoch"] + 1
 
     def state(epoch: int) -> dict[str, Any]:
-        return {"epoch": epoch, "params": net.state_dict(), "velocity": opt.state_dict()["velocity"],
+        return {"epoch": epoch, "params": net.state_dict(), "optimizer": opt.state_dict(),
                 "shuffle_rng": shuffle_rng.bit_generator.state,
                 "dropout_rng": net.dropout_rng.bit_generator.state,
                 "history": history, "timing": dict(timing), "config": cfg.to_dict()}
@@ -160,9 +159,10 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
                 loss_sum += loss.mean * len(idx)
                 correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
                 t2 = clock()
-                net.backward(loss.backward())
+                # the gradients go straight to the optimizer's sinks (SGD: into the velocity)
+                net.backward(loss.backward(), sinks=opt.sinks)
                 t3 = clock()
-                opt.step(net.grads, scratch=True)  # the gradients are spent here
+                opt.step()
                 t4 = clock()
                 timing["data"] += t1 - t0
                 timing["forward"] += t2 - t1

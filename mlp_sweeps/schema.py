@@ -6,9 +6,12 @@ Registered in Hydra's ConfigStore by :func:`register` (idempotent):
 - group ``activation``: one node per name in :func:`mlp.activations.names`;
 - group ``loss``: one node per name in :func:`mlp.losses.names`, with the loss's own
   parameters (from its signature) and the study's gradient reduction as default;
+- group ``optimizer``: one node per name in :func:`mlp.optim.names`, with its own settings
+  (e.g. ``optimizer=adam optimizer.beta2=0.99``; ``lr``, ``momentum``, ``weight_decay`` stay
+  top-level keys);
 - group ``data``: ``mnist``, ``fashion_mnist``.
 
-A new activation or loss in ``mlp/`` therefore appears here, in ``--help`` and in the
+A new activation, loss or optimizer in ``mlp/`` therefore appears here, in ``--help`` and in the
 valid-choices error without any config file to edit. Types are checked by OmegaConf at
 composition (a misspelled key or a non-number fails there); ranges by
 :meth:`mlp.TrainConfig.validate` before any run is created.
@@ -24,7 +27,7 @@ from typing import Any, List, Optional, get_type_hints
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from mlp import DataConfig, TrainConfig, activations, losses
+from mlp import DataConfig, TrainConfig, activations, losses, optim
 from mlp.data import DATASETS
 from mlp.files import PROJECT_ROOT
 
@@ -78,8 +81,9 @@ DataConf = make_dataclass("DataConf", _fields_of(DataConfig))
 Config = make_dataclass(
     "Config",
     [("activation", Any, field(default=MISSING)), ("loss", Any, field(default=MISSING)),
-     ("data", DataConf, field(default=MISSING)),
-     *_fields_of(TrainConfig, skip=("activation", "loss", "loss_params", "data")),
+     ("optimizer", Any, field(default=MISSING)), ("data", DataConf, field(default=MISSING)),
+     *_fields_of(TrainConfig, skip=("activation", "loss", "loss_params", "optimizer",
+                                    "optimizer_params", "data")),
      *_fields_of(RunConf)])
 
 
@@ -104,6 +108,13 @@ def loss_schema(name: str) -> type:
     return make_dataclass(cls_name, fields)
 
 
+def optimizer_schema(name: str) -> type:
+    """A dataclass for optimizer ``name``: ``name`` and its own settings (real numbers)."""
+    return make_dataclass(name.capitalize() + "OptimizerConf",
+                          [("name", str, field(default=name)),
+                           *((p, float, field(default=d)) for p, d in optim.params(name).items())])
+
+
 def register() -> None:
     """Store the schema and groups; register the ``${project_root:}`` resolver."""
     if not OmegaConf.has_resolver("project_root"):
@@ -114,5 +125,7 @@ def register() -> None:
         cs.store(group="activation", name=n, node=ActivationConf(name=n))
     for n in losses.names():
         cs.store(group="loss", name=n, node=loss_schema(n))
+    for n in optim.names():
+        cs.store(group="optimizer", name=n, node=optimizer_schema(n))
     for n in DATASETS:
         cs.store(group="data", name=n, node=DataConf(name=n))

@@ -9,6 +9,10 @@ waits at exit for the idle workers to shut down (~1-2 s). Here:
   process plans the sweep and opens the store, by running :func:`warm` once per worker
   through ``joblib.Parallel`` with the launcher's own settings: loky's reusable executor
   is then reused by the launcher (same arguments), workers warm;
+- :meth:`Prewarm.join`, when the jobs are about to start, also imports in the background
+  what the launching process needs for the sweep's report (matplotlib, the tables): it
+  would otherwise import them after the last job, on the sweep's critical path, while
+  during the jobs it only waits;
 - :func:`release` stops the idle workers once the last job has returned.
 
 Only for hydra-joblib-launcher (loky); other launchers are left alone.
@@ -95,6 +99,16 @@ class Prewarm:
                         "starts them", type(self.error).__name__, self.error)
         else:
             log.debug("Workers %s warm in %.2f s", self.pids, self.seconds)
+        threading.Thread(target=_import_report, name="prewarm-report", daemon=True).start()
+
+
+def _import_report() -> None:
+    """Import the modules of the sweep's report (run in the launching process)."""
+    try:
+        import mlp_sweeps.export  # noqa: F401  (tables, results)
+        import mlp_sweeps.figures  # noqa: F401  (matplotlib)
+    except Exception as e:  # noqa: BLE001 - an optimisation only; the report imports them
+        log.debug("Could not import the report's modules ahead: %s", e)
 
 
 def prewarm(launcher: Any, n_jobs: int) -> Prewarm | None:

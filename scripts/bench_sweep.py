@@ -1,11 +1,15 @@
 """Sweep throughput: a real multirun of N jobs on W workers, timed against its jobs' own times.
 
-    python scripts/bench_sweep.py                      # 4 baseline jobs, 2 epochs, 2 workers
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench_sweep.py
+                                                       # 4 baseline jobs, 2 epochs, 2 workers
     python scripts/bench_sweep.py --jobs 5 --overrides activation=relu,sigmoid,selu,swish,gelu
 
 Prints the sweep's wall time (command start to exit: start-up, planning, the store, the
-workers, every job, the summary and the sweep's tables and figures), compared with three
-serial references measured in the same invocation:
+workers, every job, the summary and the sweep's tables and figures), and its fixed cost:
+the wall time minus the runs' critical path (the runs' own times, each MLflow run's start to
+end, laid longest first on the W workers as the sweeper orders them: the makespan a sweep
+with no cost of its own would have). Compared with three serial references measured in the
+same invocation:
 
 - the runs' own times: each MLflow run's start to end (data, training, per-epoch tracking,
   artifacts), summed: the work inside the runs only;
@@ -133,6 +137,15 @@ def _data_kib(pid: int, folder: str) -> tuple[int, int]:
     return pss, rss
 
 
+def critical_path(durations: list[float], workers: int) -> float:
+    """Makespan of ``durations`` laid longest first, each on the first free of ``workers``."""
+    free = [0.0] * max(workers, 1)
+    for d in sorted(durations, reverse=True):
+        i = free.index(min(free))
+        free[i] += d
+    return max(free)
+
+
 def main(argv=None) -> int:
     try:
         return _main(argv)
@@ -156,6 +169,9 @@ def _main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
+    import mlp  # noqa: F401  (NumPy's and SciPy's BLAS, as a worker loads them)
+    from mlp.perf import blas_info, forced_kernel_warning
+
     tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     from mlp_sweeps.store import open_client
@@ -169,15 +185,24 @@ def _main(argv=None) -> int:
     common = [f"epochs={args.epochs}", f"tracking.uri={uri}"]
     cmd = [*train, "-m", *sweep, *common, f"hydra.launcher.n_jobs={args.workers}",
            "tracking.experiment=bench", f"hydra.sweep.dir={tmp / 'multirun'}"]
+    started = time.time()
     wall, peak = _timed(cmd, "the sweep", sample=True)
     runs = _runs(client, "bench")
+    first_start = min(r.info.start_time for r in runs) / 1000 - started
+    last_end = started + wall - max(r.info.end_time for r in runs) / 1000
     jobs = sorted(((r.info.end_time - r.info.start_time) / 1000, r.data.metrics["train_time_s"],
                    r.data.metrics.get("final_test_acc"), r.info.run_name,
                    r.data.tags["overrides"], r.data.tags["blas_threads"]) for r in runs)
     total = sum(j[0] for j in jobs)
+    crit = critical_path([j[0] for j in jobs], args.workers)
     res = {
         "command": " ".join(cmd), "workers": args.workers, "jobs": len(jobs),
+        "blas_kernels": sorted({b["kernel"] for b in blas_info()}),
+        "blas_threads_per_job": sorted({j[5] for j in jobs}),
+        "blas_warning": forced_kernel_warning(),
         "new_store": args.new_store, "wall_s": wall,
+        "critical_path_s": crit, "fixed_cost_s": wall - crit,
+        "start_to_first_run_s": first_start, "last_run_to_exit_s": last_end,
         "job_s": [j[0] for j in jobs], "sum_job_s": total, "wall_over_sum": wall / total,
         "parallel_efficiency": total / (wall * args.workers),
         "startup_overhead_s": [j[0] - j[1] for j in jobs],
@@ -215,8 +240,14 @@ def _main(argv=None) -> int:
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
+    print(f"BLAS kernel(s) {', '.join(res['blas_kernels'])}, "
+          f"{'/'.join(res['blas_threads_per_job'])} BLAS thread(s) per job")
+    if res["blas_warning"]:
+        print(f"WARNING: {res['blas_warning']}")
     print(f"sweep of {len(jobs)} jobs on {args.workers} workers "
-          f"({'new' if args.new_store else 'existing'} store): wall {wall:.1f} s")
+          f"({'new' if args.new_store else 'existing'} store): wall {wall:.1f} s; the runs' "
+          f"critical path {crit:.1f} s; fixed cost {wall - crit:.1f} s (start to the first run's "
+          f"start {first_start:.1f} s, the last run's end to exit {last_end:.1f} s)")
     for i, (own, trained, acc, name, _, _) in enumerate(jobs):
         extra = f"  alone {res['alone_s'][i]:5.1f} s" if "alone_s" in res else ""
         print(f"  {name:40s} run {own:5.1f} s  training {trained:5.1f} s{extra}  "

@@ -3,10 +3,16 @@ one (weights, history), with dropout on, through a file on disk."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from mlp import TrainConfig, checkpoint, train
+from mlp import TrainConfig, checkpoint, optim, train
+
+
+def _opt_state_keys(name: str) -> set[str]:
+    return set(optim.get(name, [np.zeros(1)], lr=0.1).state_dict())
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -16,15 +22,18 @@ def _cfg(**kw) -> TrainConfig:
     return cfg
 
 
-def test_resume_from_a_checkpoint_file_is_bit_identical(mnist_small, one_thread, tmp_path):
-    full = train(_cfg(), data=mnist_small)
+@pytest.mark.parametrize("optimizer", optim.names())
+def test_resume_from_a_checkpoint_file_is_bit_identical(mnist_small, one_thread, tmp_path,
+                                                        optimizer):
+    full = train(_cfg(optimizer=optimizer), data=mnist_small)
     saved = []
-    train(_cfg(), data=mnist_small, checkpoint_every=2,
+    train(_cfg(optimizer=optimizer), data=mnist_small, checkpoint_every=2,
           on_checkpoint=lambda st: saved.append(checkpoint.save(tmp_path / f"e{st['epoch']}.npz", st)))
     assert [p.name for p in saved] == ["e2.npz", "e4.npz"]  # none after the last epoch
     state = checkpoint.load(tmp_path / "e4.npz")
     assert state["epoch"] == 4 and len(state["history"]) == 4
-    resumed = train(_cfg(), data=mnist_small, resume=state)
+    assert set(state["optimizer"]) == _opt_state_keys(optimizer)
+    resumed = train(_cfg(optimizer=optimizer), data=mnist_small, resume=state)
     def metrics(h):  # wall times aside, every epoch's metrics must match exactly
         return [{k: v for k, v in r.items() if not k.endswith("_time_s")} for r in h]
 
@@ -47,3 +56,32 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(checkpoint.CheckpointError, match="not a readable checkpoint"):
         checkpoint.load(bad)
+
+
+def test_a_format_1_checkpoint_still_resumes(mnist_small, one_thread, tmp_path):
+    """Checkpoints written before optimizers were selectable (format 1: SGD's velocity as
+    ``velocity:<i>``) are read as SGD's state: an unfinished run continues after an upgrade."""
+    full = train(_cfg(), data=mnist_small)
+    states = []
+    train(_cfg(), data=mnist_small, checkpoint_every=2, on_checkpoint=states.append)
+    st = states[-1]
+    # the format-1 layout, as the previous checkpoint.save wrote it
+    arrays = {f"param:{k}": v for k, v in st["params"].items()}
+    arrays.update({f"velocity:{i}": v for i, v in enumerate(st["optimizer"]["velocity"])})
+    meta = {k: v for k, v in st.items() if k not in ("params", "optimizer")}
+    meta["format"] = 1
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "old.npz", **arrays)
+    state = checkpoint.load(tmp_path / "old.npz")
+    assert set(state["optimizer"]) == {"velocity"}
+    resumed = train(_cfg(), data=mnist_small, resume=state)
+    for a, b in zip(resumed.model.params, full.model.params):
+        assert np.array_equal(a, b)
+
+
+def test_checkpoint_of_another_optimizer_is_rejected(mnist_small, tmp_path):
+    states = []
+    train(_cfg(), data=mnist_small, checkpoint_every=2, on_checkpoint=states.append)
+    with pytest.raises(checkpoint.CheckpointError, match=r"optimizer: checkpoint None vs config "
+                                                         r"'adam'"):
+        train(_cfg(optimizer="adam"), data=mnist_small, resume=states[0])

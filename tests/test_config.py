@@ -8,7 +8,7 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-from mlp import activations, losses
+from mlp import activations, losses, optim
 from mlp.config import ConfigError, DataConfig, TrainConfig
 
 
@@ -70,6 +70,13 @@ BAD = [
     ({"epochs": "ten"}, "epochs='ten'"),
     ({"test_every": 0}, "test_every=0"),
     ({"seed": -1}, "seed=-1"),
+    ({"optimizer": "rmsprop"}, "optimizer='rmsprop' is not valid; choose one of: adam, sgd"),
+    ({"optimizer": "adam", "optimizer_params": {"beta3": 0.5}},
+     "optimizer 'adam' has no setting 'beta3'; its settings: beta1, beta2, eps"),
+    ({"optimizer": "adam", "optimizer_params": {"beta2": 1.0}}, "beta2 must be in [0, 1), got 1.0"),
+    ({"optimizer": "adam", "optimizer_params": {"eps": 0}}, "eps must be > 0, got 0"),
+    ({"optimizer_params": {"beta1": 0.9}}, "optimizer 'sgd' has no setting 'beta1'; its settings: "
+                                          "none"),
     ({"data": DataConfig(name="cifar")}, "data.name='cifar'"),
     ({"data": DataConfig(normalize="zscore")}, "data.normalize='zscore'"),
     ({"data": DataConfig(train_limit=0)}, "data.train_limit=0"),
@@ -94,6 +101,13 @@ def test_bad_activation_message_lists_valid_names():
         assert name in str(exc.value)
 
 
+def test_bad_optimizer_message_lists_valid_names():
+    with pytest.raises(ConfigError) as exc:
+        TrainConfig(optimizer="foo").validate()
+    for name in optim.names():
+        assert name in str(exc.value)
+
+
 def test_bad_loss_message_lists_valid_names():
     with pytest.raises(ConfigError) as exc:
         TrainConfig(loss="foo").validate()
@@ -108,6 +122,8 @@ def test_bad_loss_message_lists_valid_names():
     {"weight_decay": 0}, {"dtype": "float64"}, {"init": "he"}, {"init": "xavier"},
     {"loss": "focal", "loss_params": {"gamma": 0, "alpha": [0.1] * 10, "reduction": "mean"}},
     {"data": DataConfig(name="fashion_mnist", normalize="unit", train_limit=10)},
+] + [{"optimizer": name} for name in optim.names()] + [
+    {"optimizer": "adam", "optimizer_params": {"beta1": 0.0, "beta2": 0.99, "eps": 1e-6}},
 ])
 def test_valid_values_are_accepted(overrides):
     TrainConfig(**overrides).validate()
@@ -174,6 +190,14 @@ def test_to_dict_round_trips():
     d = cfg.to_dict()
     assert d["data"]["train_limit"] == 100
     assert TrainConfig.from_dict(d) == cfg
+    # SGD, the default optimizer, is left out: SGD configurations keep their identity
+    assert set(d) == {f.name for f in dataclasses.fields(TrainConfig)} - {"optimizer",
+                                                                         "optimizer_params"}
+    adam = TrainConfig.from_dict({**HYDRA_LIKE, "optimizer": {"name": "adam", "beta2": 0.99}})
+    d = adam.to_dict()
+    assert d["optimizer"] == "adam"
+    assert d["optimizer_params"] == {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8}
+    assert TrainConfig.from_dict(d) == adam
     assert set(d) == {f.name for f in dataclasses.fields(TrainConfig)}
 
 
