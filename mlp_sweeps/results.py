@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from mlp import DataConfig, TrainConfig, losses
+from mlp import DataConfig, TrainConfig, losses, optim
 from mlp.metrics import CURVES
 
 from .ledger import SWEEP_PARENT, Tag, latest_by_config, outcome_of
@@ -39,8 +39,8 @@ def _column_type(annotation: Any, default: Any) -> type:
 def _params() -> dict[str, tuple[str, type]]:
     """MLflow param key -> (column, type), generated from the core's configuration: the
     activation, the loss with its reduction and every loss's parameters (numbers as float,
-    e.g. focal's alpha, a number or a list, as str), the flat training settings, then the
-    data settings (``data.name`` as ``data``; the folder is left out)."""
+    e.g. focal's alpha, a number or a list, as str), the optimizer and every optimizer's
+    parameters, the flat training settings, then the data settings (``data.name`` as ``data``; the folder is left out)."""
     out: dict[str, tuple[str, type]] = {"activation.name": ("activation", str),
                                         "loss.name": ("loss", str),
                                         "loss.reduction": ("loss.reduction", str)}
@@ -49,8 +49,13 @@ def _params() -> dict[str, tuple[str, type]]:
         for p, default in losses.params(name).items():
             number = isinstance(default, (int, float)) and "Sequence" not in str(sig[p].annotation)
             out.setdefault(f"loss.{p}", (f"loss.{p}", float if number else str))
+    out["optimizer.name"] = ("optimizer", str)
+    for name in optim.names():
+        for p in optim.params(name):
+            out.setdefault(f"optimizer.{p}", (f"optimizer.{p}", float))
     for f in fields(TrainConfig):
-        if f.name not in ("activation", "loss", "loss_params", "data"):
+        if f.name not in ("activation", "loss", "loss_params", "optimizer", "optimizer_params",
+                          "data"):
             out[f.name] = (f.name, _column_type(f.type, f.default))
     for f in fields(DataConfig):
         if f.name == "name":
