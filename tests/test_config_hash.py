@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 from mlp import TrainConfig
 from mlp_sweeps import schema
-from mlp_sweeps.run import config_hash
+
+config_hash = TrainConfig.config_hash
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
