@@ -80,7 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="report folder (default: reports/ for the full profile, "
                                   "outputs/reproduce-quick/ for the quick one)")
     ap.add_argument("--report-only", action="store_true",
-                    help="train and time nothing; the report from the evidence files alone")
+                    help="train nothing (and time nothing unless --timing); the report from "
+                         "the evidence files alone")
     ap.add_argument("--from-store", action="store_true",
                     help="with --report-only: first update the evidence from the store")
     timing_opt = ap.add_mutually_exclusive_group()
@@ -131,14 +132,14 @@ def main(argv=None) -> int:
     here = timing.machine()
     old = ev.manifest.get("timing", {})
     stale = ev.timing.empty or any(old.get(k) != here[k] for k in ("cpu", "kernel", "blas"))
-    if not args.report_only and not args.no_timing and (args.timing or stale):
+    if args.timing or (not args.report_only and not args.no_timing and stale):
         todo = timing.configurations_to_time(study.configurations())
         print(f"timing pass: {len(todo)} configurations, {prof['timing_epochs']} epochs each, "
               "one after the other on one BLAS thread", flush=True)
         ev.timing = timing.measure(todo, prof["timing_epochs"], prof["train_limit"])
         ev.manifest["timing"] = here
 
-    if not args.report_only or args.from_store:
+    if not args.report_only or args.from_store or args.timing:
         ev.write(ev_dir)
     commands = ev.manifest.get("commands", [])
     header = ("Runs: " + ("; ".join(f"`{c}`" for c in commands) if commands else "none yet") +
