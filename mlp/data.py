@@ -93,7 +93,11 @@ class Dataset:
 
     @property
     def n_classes(self) -> int:
-        return n_classes(self.name)
+        """The registry's count for a known dataset; else from the labels (arrays given by
+        hand, e.g. ``Dataset("tiny", x, y, xt, yt)``)."""
+        if self.name in DATASETS:
+            return n_classes(self.name)
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
 
 
 def n_classes(name: str) -> int:
