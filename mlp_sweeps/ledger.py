@@ -6,24 +6,27 @@ Every rule about recorded runs lives here:
   tag (:class:`Outcome`) and MLflow's run statuses (:class:`RunStatus`);
 - which of several runs of one configuration counts (:func:`latest_by_config`): a
   FINISHED run over a RUNNING one over any other, then the latest started;
-- whether a RUNNING run is still alive (:meth:`Ledger.is_alive`): on this host, its
-  ``pid`` names a live process that started before the run did; elsewhere it cannot be
-  told from here and the run is taken as alive;
+- whether a RUNNING run is still alive (:meth:`Ledger.is_alive`): its ``heartbeat`` tag,
+  refreshed every few seconds by a :class:`Heartbeat` thread of the process running it, is
+  younger than the ledger's timeout, whatever host ran it;
+- which of several launchers trains a configuration (:meth:`Ledger.claim`);
 - how a run is closed (:meth:`Ledger.close`, :meth:`Ledger.mark_killed`), and how runs left
   RUNNING by a dead process are found and closed (:meth:`Ledger.settle`);
 - every query reads all pages (:meth:`Ledger.runs`).
 
-A run is started by :meth:`Ledger.start` (the one place that creates runs) and judged
-alive by :meth:`Ledger.is_alive`: cooperating launchers that claim a configuration before
-training it (a RUNNING run with its config hash) and keep it alive with a heartbeat extend
-those two methods.
+A run is started by :meth:`Ledger.start` (the one place that creates runs), or by
+:meth:`Ledger.claim` for a sweep's job, and judged alive by :meth:`Ledger.is_alive`.
+
+Liveness compares the writer's clock (the heartbeat) with the reader's: hosts sharing a
+store need clocks in sync to well within the timeout (NTP does it); every process of one
+study should use the same ``tracking.heartbeat_timeout_s``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
+import threading
+import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -32,8 +35,8 @@ if TYPE_CHECKING:  # mlflow is imported only where a store is opened
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Tag", "Outcome", "RunStatus", "Ledger", "latest_by_config", "outcome_of",
-           "process_alive", "process_start_time"]
+__all__ = ["Tag", "Outcome", "RunStatus", "Ledger", "Heartbeat", "latest_by_config",
+           "outcome_of", "CLAIMED"]
 
 
 class Tag(StrEnum):
@@ -60,6 +63,25 @@ class Tag(StrEnum):
     GRIDS = "grids"
     PARENT = "mlflow.parentRunId"  # MLflow's own parent/child link
     RUN_NAME = "mlflow.runName"
+    HEARTBEAT = "heartbeat"  # seconds since the epoch, refreshed while the run is alive
+    CLAIM = "claim"  # a sweep job's claim on its configuration: Claim
+
+
+class Claim(StrEnum):
+    """The ``claim`` tag of a sweep job's run."""
+
+    PENDING = "pending"  # created, not yet known to be the one that trains
+    WON = "won"  # this run trains the configuration
+
+
+#: the ``status`` a job returns when another live run had claimed its configuration
+CLAIMED = "claimed"
+#: default seconds without a heartbeat after which a RUNNING run is dead
+HEARTBEAT_TIMEOUT_S = 60.0
+#: runs one search request may return (MLflow's limit)
+SNAPSHOT_MAX = 50000
+#: heartbeats per timeout (one every 10 s with the default timeout)
+BEATS_PER_TIMEOUT = 6
 
 
 #: the value of :attr:`Tag.SWEEP` on a sweep's parent run
@@ -120,52 +142,36 @@ def latest_by_config(runs: Iterable) -> dict[str, Any]:
     return out
 
 
-def process_start_time(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch), from field 22 of
-    ``/proc/<pid>/stat`` (clock ticks after boot) and the boot time; None if unknown."""
+def heartbeat_age(run, now: float | None = None) -> float:
+    """Seconds since the run's last heartbeat (since its start if it has none)."""
+    now = time.time() if now is None else now
+    beat = run.data.tags.get(Tag.HEARTBEAT, "")
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-        with open("/proc/stat") as f:
-            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-    # field 2 (comm) may hold spaces and parentheses: count fields after its last ")"
-    fields = stat[stat.rindex(")") + 2:].split()
-    return btime + int(fields[22 - 3]) / os.sysconf("SC_CLK_TCK")
+        last = float(beat)
+    except ValueError:
+        last = (run.info.start_time or 0) / 1000
+    return now - last
 
 
-# slack for the boot time's whole seconds and clock ticks
-_START_SLACK_S = 2.0
-
-
-def process_alive(run) -> bool:
-    """Whether the process that started a RUNNING run may still be running it: False only
-    when, on this host, its ``pid`` names no process, or one started after the run did
-    (the pid was reused). Another host's run cannot be checked from here: True."""
-    tags = run.data.tags
-    pid = tags.get(Tag.PID, "")
-    if tags.get(Tag.HOST) != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # a live process of another user
-    started = process_start_time(int(pid))
-    if started is None:
-        return True
-    return started <= (run.info.start_time or 0) / 1000 + _START_SLACK_S
+def _order(run) -> tuple:
+    """Claims are ordered by start time, then run id (the same on every store)."""
+    return run.info.start_time or 0, run.info.run_id
 
 
 class Ledger:
     """One experiment of a tracking store, as a sweep or a run sees it."""
 
-    def __init__(self, tracker: Tracker, experiment: str):
+    def __init__(self, tracker: Tracker, experiment: str,
+                 heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S):
+        if not heartbeat_timeout_s or heartbeat_timeout_s <= 0:
+            from .errors import UserError
+
+            raise UserError(f"tracking.heartbeat_timeout_s={heartbeat_timeout_s!r} must be a "
+                            f"number of seconds > 0 (default {HEARTBEAT_TIMEOUT_S:g})")
         self.tracker = tracker
         self.experiment = experiment
         self.experiment_id = tracker.experiment_id(experiment)
+        self.heartbeat_timeout_s = float(heartbeat_timeout_s)
 
     # reading ------------------------------------------------------------------------------
     def runs(self, *, config_hash: str | None = None, parent: str | None = None,
@@ -180,18 +186,39 @@ class Ledger:
         order = ["attributes.start_time DESC"] if newest_first else None
         return list(self.tracker.search([self.experiment_id], " and ".join(filters), order))
 
+    def claims_of(self, config_hash: str) -> list:
+        """Every run of one configuration in one request: one consistent snapshot (paging
+        by offset could skip a run while claims are created and deleted)."""
+        page = self.tracker.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.{Tag.CONFIG_HASH} = '{config_hash}'",
+            max_results=SNAPSHOT_MAX)
+        if page.token:  # more runs of one configuration than a request returns: paged
+            return self.runs(config_hash=config_hash)
+        return list(page)
+
     def latest_by_config(self, *, parent: str | None = None) -> dict[str, Any]:
-        """:func:`latest_by_config` over the experiment's (or one sweep's) settled runs."""
+        """:func:`latest_by_config` over the experiment's (or one sweep's) settled runs:
+        one paginated query, whatever the number of configurations."""
         return latest_by_config(self.settle(self.runs(parent=parent)))
 
     def is_alive(self, run) -> bool:
-        """Whether a RUNNING run may still be running: see :func:`process_alive`."""
-        return process_alive(run)
+        """Whether a RUNNING run is still running: its heartbeat is younger than the
+        timeout (on any host; a run without one, since its start)."""
+        return heartbeat_age(run) <= self.heartbeat_timeout_s
 
     # writing ------------------------------------------------------------------------------
     def start(self, name: str, tags: Mapping[str, Any], parent: str | None = None) -> str:
-        """Create a RUNNING run with ``tags``; returns its id."""
+        """Create a RUNNING run with ``tags`` and a first heartbeat; returns its id."""
+        tags = {**tags, Tag.HEARTBEAT: f"{time.time():.3f}"}
         return self.tracker.start_run(self.experiment_id, name, tags, parent_run_id=parent)
+
+    def beat(self, run_id: str) -> None:
+        """Refresh the run's heartbeat."""
+        self.tracker.set_tags(run_id, {Tag.HEARTBEAT: f"{time.time():.3f}"})
+
+    def heartbeat(self, run_id: str) -> "Heartbeat":
+        """A started :class:`Heartbeat` for the run, every timeout / BEATS_PER_TIMEOUT."""
+        return Heartbeat(self, run_id, self.heartbeat_timeout_s / BEATS_PER_TIMEOUT).start()
 
     def close(self, run_id: str, outcome: Outcome | str, error: str | None = None) -> None:
         """Tag the run's outcome (and error) and end it with the matching MLflow status."""
@@ -208,13 +235,103 @@ class Ledger:
         self.close(run_id, Outcome.KILLED, why)
 
     def settle(self, runs: Iterable) -> list:
-        """``runs``, with those left RUNNING by a dead process marked KILLED (and re-read)."""
+        """``runs``, with RUNNING ones whose heartbeat stopped marked KILLED (and re-read)."""
         out = []
         for r in runs:
             if r.info.status == RunStatus.RUNNING and not self.is_alive(r):
-                self.mark_killed(r.info.run_id, "its process died (found by a later run)")
-                log.warning("Run %s (%s) was left RUNNING by a dead process: marked KILLED",
-                            r.info.run_id, r.info.run_name)
+                age = heartbeat_age(r)
+                self.mark_killed(r.info.run_id, (
+                    f"no heartbeat for {age:.0f} s (timeout {self.heartbeat_timeout_s:g} s): "
+                    f"its process died on host {r.data.tags.get(Tag.HOST, '?')} "
+                    f"(found by a later run)"))
+                log.warning("Run %s (%s) was left RUNNING by a dead process: marked KILLED "
+                            "(no heartbeat for %.0f s)", r.info.run_id, r.info.run_name, age)
                 r = self.tracker.client.get_run(r.info.run_id)
             out.append(r)
         return out
+
+    # claims -------------------------------------------------------------------------------
+    def claim(self, name: str, tags: Mapping[str, Any], parent: str | None = None,
+              on_start=None) -> tuple[str | None, Any]:
+        """Claim the configuration ``tags[config_hash]`` for a sweep's job: ``(run id,
+        None)`` if this process is to train it, into that run (RUNNING, ``claim=won``);
+        ``(None, the run that has it)`` if another live run claimed it first or one of this
+        sweep's time finished it (this claim is then deleted, leaving no trace).
+
+        MLflow has no compare-and-swap; the store is only assumed linearizable (a write
+        that returned is seen by every later read: SQLite, PostgreSQL, a tracking server on
+        them). The protocol:
+
+        1. create the claim run, RUNNING, ``claim=pending``, with a heartbeat
+           (``on_start(run_id)`` then starts its heartbeat thread);
+        2. read every run of the configuration (stale ones settled KILLED); the rivals are
+           the live RUNNING runs and the FINISHED runs started since ``parent`` started
+           (an older result was either skipped by the sweep or is being rerun on purpose);
+        3. lose if a rival is FINISHED, has ``claim=won`` (or no claim tag: a plain run
+           training it), or is an earlier claim (by start time, then run id);
+        4. otherwise, if the only rivals are later pending claims, wait for them to decide
+           (they lose to this one, or won without seeing it), then read again; with no
+           rival left, set ``claim=won``.
+
+        Two claims cannot both win. Say X is ordered before Y and both won. Y won, so its
+        last read did not show X (an earlier live claim makes Y lose), so X's creation
+        returned after that read, hence after Y's creation returned: every read of X sees
+        Y, RUNNING and alive. X does not lose to Y only while Y is pending (rule 3) and
+        waits then (rule 4) until Y has decided; Y decides ``won``, and X's next read makes
+        it lose. The order of start times does not have to match the order of the writes
+        (client clocks, a writer waiting for SQLite's lock): it only breaks ties. A claim
+        waits only for later claims, so the latest pending one never waits: no deadlock;
+        a claimer that dies while pending stops beating and is settled KILLED.
+        """
+        h = tags[Tag.CONFIG_HASH]
+        since = self.tracker.client.get_run(parent).info.start_time if parent else None
+        mine = self.start(name, {**tags, Tag.CLAIM: Claim.PENDING}, parent)
+        if on_start is not None:
+            on_start(mine)
+        while True:
+            runs = self.settle(self.claims_of(h))
+            me = next((r for r in runs if r.info.run_id == mine), None)
+            if me is None:  # not read back yet: the store is not linearizable
+                raise RuntimeError(f"claim {mine} was not found in the store right after its "
+                                   f"creation: {self.tracker.uri} cannot arbitrate claims")
+            rivals = [r for r in runs if r.info.run_id != mine and (
+                r.info.status == RunStatus.RUNNING or (
+                    r.info.status == RunStatus.FINISHED and since is not None
+                    and (r.info.start_time or 0) >= since))]
+            winner = next((r for r in rivals if r.info.status == RunStatus.FINISHED
+                           or r.data.tags.get(Tag.CLAIM, Claim.WON) == Claim.WON
+                           or _order(r) < _order(me)), None)
+            if winner is not None:
+                self.tracker.client.delete_run(mine)
+                return None, winner
+            if not rivals:
+                self.tracker.set_tags(mine, {Tag.CLAIM: Claim.WON})
+                return mine, None
+            time.sleep(0.2)  # later claims, still pending: they decide in one read
+
+
+class Heartbeat:
+    """A daemon thread refreshing a run's heartbeat every ``every`` seconds until
+    :meth:`stop`. A failed refresh is logged and retried at the next beat (the training
+    never waits for the store on its account)."""
+
+    def __init__(self, ledger: Ledger, run_id: str, every: float):
+        self.ledger, self.run_id, self.every = ledger, run_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id[:8]}",
+                                        daemon=True)
+
+    def start(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.ledger.beat(self.run_id)
+            except Exception as e:  # noqa: BLE001 - a missed beat must not kill the run
+                log.warning("Heartbeat of run %s not recorded: %s", self.run_id, e)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()

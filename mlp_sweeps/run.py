@@ -10,6 +10,7 @@ and SIGTERM; exceptions are recorded and re-raised, never swallowed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
@@ -37,7 +38,7 @@ from mlp.train import load_data
 
 from . import parallelism
 from .errors import InvalidConfig
-from .ledger import Ledger, Outcome, RunStatus, Tag
+from .ledger import CLAIMED, Ledger, Outcome, RunStatus, Tag, outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if tr.enabled:
         from .tracking import Tracker
 
-        ledger = Ledger(Tracker(tr.uri), tr.experiment)
+        ledger = Ledger(Tracker(tr.uri), tr.experiment, tr.heartbeat_timeout_s)
     with threadpool_limits(limits=threads, user_api="blas"):
         tags = _tags(tcfg, job, tr)
         resume_state = None
@@ -71,7 +72,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 tags.update({Tag.RESUMED_FROM: source, Tag.RESUMED_EPOCH: resume_state["epoch"]})
                 log.info("%s: resuming from epoch %d of run %s", name, resume_state["epoch"],
                          source)
-        with TrackedRun(ledger, name, tags, parent=tr.parent_run_id) as tracked:
+        # a sweep's job claims its configuration: several launchers may run one sweep
+        with TrackedRun(ledger, name, tags, parent=tr.parent_run_id,
+                        claim=bool(tr.parent_run_id)) as tracked:
+            if tracked.claimed_by is not None:
+                log.info("%s: not run, claimed by run %s (%s)", name,
+                         tracked.claimed_by.info.run_id, outcome_of(tracked.claimed_by))
+                return {"status": CLAIMED, "claimed_by": tracked.claimed_by.info.run_id,
+                        "run_name": name}
             tracked.log_params({k: v for k, v in container.items() if k != "tracking"})
             for rec in (resume_state or {}).get("history", []):  # complete curves
                 tracked.log_epoch(rec)
@@ -100,16 +108,22 @@ class TrackedRun:
 
     On entry: SIGTERM raises :class:`Terminated` (in the main thread; the previous handler
     is restored on exit) and the run is started RUNNING with ``tags`` (as a child of
-    ``parent``). On exit: closed with :attr:`outcome` (``finished`` unless set, e.g. to
+    ``parent``), or with ``claim`` its configuration is claimed (:meth:`Ledger.claim`): if
+    another run has it, :attr:`claimed_by` is that run and nothing is recorded. While the
+    run lives, a :class:`~mlp_sweeps.ledger.Heartbeat` thread refreshes its heartbeat.
+    On exit: closed with :attr:`outcome` (``finished`` unless set, e.g. to
     ``diverged``); on an exception, FAILED, or KILLED for Ctrl-C / SIGTERM, with the
     traceback in its ``error`` tag, and the exception propagates. Without a ledger
     (tracking disabled) only the signal handling remains and logging does nothing.
     """
 
     def __init__(self, ledger: Ledger | None, name: str, tags: Mapping[str, Any],
-                 parent: str | None = None):
+                 parent: str | None = None, claim: bool = False):
         self.ledger, self.name, self.tags, self.parent = ledger, name, dict(tags), parent
+        self.claim = claim
         self.run_id: str | None = None
+        self.claimed_by: Any = None  # the run that has this configuration (claim lost)
+        self._heartbeat: Any = None
         self.outcome: str = Outcome.FINISHED
         self._previous_handler: Any = None
 
@@ -123,18 +137,39 @@ class TrackedRun:
         if threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
+            if self.ledger is not None and self.claim:
+                self.run_id, self.claimed_by = self.ledger.claim(
+                    self.name, self.tags, self.parent, on_start=self._beat)
+                if self.run_id is None:
+                    self._stop_heartbeat()
+                    return self
+            elif self.ledger is not None:
+                self._beat(self.ledger.start(self.name, self.tags, parent=self.parent))
             if self.ledger is not None:
-                self.run_id = self.ledger.start(self.name, self.tags, parent=self.parent)
+                self.run_id = self._heartbeat.run_id
                 log.info("%s: tracking as %s (experiment %r)", self.name, self.where,
                          self.ledger.experiment)
-        except BaseException:
+        except BaseException as e:
+            self._stop_heartbeat()
+            if self._heartbeat is not None and self.run_id is None:  # created, not claimed
+                with contextlib.suppress(Exception):
+                    self.ledger.close(self._heartbeat.run_id, Outcome.KILLED if isinstance(
+                        e, KeyboardInterrupt) else Outcome.FAILED, f"while claiming: {e!r}")
             self._restore_handler()
             raise
         return self
 
+    def _beat(self, run_id: str) -> None:
+        self._heartbeat = self.ledger.heartbeat(run_id)
+
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
-            if self.ledger is not None:
+            self._stop_heartbeat()
+            if self.ledger is not None and self.run_id is not None:
                 if exc is None:
                     self.ledger.close(self.run_id, self.outcome)
                 else:

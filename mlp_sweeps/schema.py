@@ -48,6 +48,8 @@ class TrackingConf:
     run_name: Optional[str] = None  # null: from the overrides, e.g. "activation=gelu,loss=hinge"
     parent_run_id: Optional[str] = None  # set by the sweeper for each job of a multirun
     grid: Optional[List[str]] = None  # set by the sweeper: the study grids a job belongs to
+    # a RUNNING run without a heartbeat for this long is dead, on any host (see README)
+    heartbeat_timeout_s: float = 60.0
 
 
 @dataclass

@@ -6,9 +6,12 @@ launching process:
 
 1. plan and validate every job (:mod:`mlp_sweeps.plan`); a bad value fails the whole
    sweep, naming the job, before anything is recorded;
-2. the MLflow experiment, and what it already holds (:mod:`mlp_sweeps.ledger`): a
-   configuration that FINISHED is skipped (``rerun`` forces it), FAILED and KILLED ones run
-   again, a run left RUNNING by a dead process is closed KILLED and run again;
+2. the MLflow experiment, and what it already holds, read in one paginated query
+   (:mod:`mlp_sweeps.ledger`): a configuration that FINISHED is skipped (``rerun`` forces
+   it), FAILED and KILLED ones run again, one claimed by a live run (another launcher of
+   the same sweep, on any host) is left to it, a run whose heartbeat stopped is closed
+   KILLED and run again; each job claims its configuration when it starts
+   (:meth:`Ledger.claim`), so launchers started at once split the sweep;
 3. one parent run per multirun, created before any worker starts (parallel workers
    creating it on SQLite race: mlflow #4123, #10334); each job gets
    ``tracking.parent_run_id``, its grids and its share of BLAS threads as overrides, which
@@ -36,7 +39,7 @@ from omegaconf import DictConfig
 
 from . import parallelism, plan, workers
 from .errors import UserError
-from .ledger import SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, latest_by_config
+from .ledger import CLAIMED, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, latest_by_config
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,8 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
         from .tracking import Tracker
 
         try:
-            ledger = Ledger(Tracker(tracking.uri), tracking.experiment)
+            ledger = Ledger(Tracker(tracking.uri), tracking.experiment,
+                            tracking.heartbeat_timeout_s)
             todo, done = resume(ledger, jobs, settings.rerun)
         except BaseException:  # e.g. an unreachable store: no workers left behind
             if warm is not None:
@@ -97,14 +101,16 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
             j.extra.append(f"blas_threads={threads}")
         if j.grids:
             j.extra.append(f"tracking.grid=[{','.join(j.grids)}]")
-    parent = None
+    parent = heartbeat = None
     if ledger is not None:
         parent = _start_parent(ledger, settings, config, arguments, len(jobs))
+        heartbeat = ledger.heartbeat(parent)
         for j in todo:
             j.extra.append(f"tracking.parent_run_id={parent}")
-    if done:
+    finished = [j for j in done if j.previous != Outcome.RUNNING]
+    if finished:
         log.info("Skipping %d jobs already finished in experiment %r "
-                 "(hydra.sweeper.rerun=true runs them again)", len(done), tracking.experiment)
+                 "(hydra.sweeper.rerun=true runs them again)", len(finished), tracking.experiment)
 
     todo = plan.longest_first(todo)
     outcome: dict[str, Any] = {}  # config hash -> JobReturn, or "completed" / "killed"
@@ -120,6 +126,7 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
                     ledger.mark_killed(r.info.run_id, "the sweep was interrupted")
         counts = summarize(jobs, todo, done, outcome, ledger, parent)
         if ledger is not None:
+            heartbeat.stop()
             _end_parent(ledger, parent, counts, status)
     bad = [f"{counts[k]} {k}" for k in ("failed", "killed", "missing") if counts[k]]
     if bad:
@@ -132,7 +139,9 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
 def resume(ledger: Ledger, jobs: list[plan.Job], rerun: bool = False
            ) -> tuple[list[plan.Job], list[plan.Job]]:
     """Split jobs into (to run, already finished or running elsewhere) from what the
-    experiment holds for their configurations."""
+    experiment holds for their configurations: one paginated query for the whole sweep.
+    A job running elsewhere (claimed by a run whose heartbeat is alive) gets
+    ``previous == "running"``; one whose heartbeat stopped was settled KILLED: run again."""
     hashes = {j.config_hash for j in jobs}
     latest = {h: r for h, r in ledger.latest_by_config().items() if h in hashes}
     todo, done = [], []
@@ -150,8 +159,8 @@ def resume(ledger: Ledger, jobs: list[plan.Job], rerun: bool = False
                     had + [g for g in j.grids if g not in had])})
         elif r.info.status == RunStatus.RUNNING:
             done.append(j)  # alive elsewhere: do not start it twice
-            log.warning("Not starting %s: run %s is RUNNING in another live process",
-                        j.name, r.info.run_id)
+            log.info("Not starting %s: claimed by run %s, alive on host %s", j.name,
+                     r.info.run_id, r.data.tags.get(Tag.HOST, "?"))
         else:
             todo.append(j)
     return todo, done
@@ -239,9 +248,11 @@ def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
               ) -> dict[str, int]:
     """Counts per outcome, from the store when tracking (the truth), else from the
     launcher's returns; an integrity check of planned against recorded. Logged."""
-    counts = dict.fromkeys((*COUNTS, "missing"), 0)
-    counts.update(planned=len(jobs), skipped=len(done), run=len(outcome),
-                  resumed=sum(1 for j in todo if j.previous))
+    # (elsewhere: claimed by other live runs, at the start or when the job started)
+    counts = dict.fromkeys((*COUNTS, "missing", "elsewhere"), 0)
+    elsewhere = sum(1 for j in done if j.previous == Outcome.RUNNING)
+    counts.update(planned=len(jobs), skipped=len(done) - elsewhere, elsewhere=elsewhere,
+                  run=len(outcome), resumed=sum(1 for j in todo if j.previous))
     lines = ["", "Sweep summary", "-------------"]
     latest = latest_by_config(ledger.runs(parent=parent)) if ledger is not None else {}
     for j in todo:
@@ -249,6 +260,11 @@ def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
         if ret is None:
             continue  # never launched (interrupted)
         err = job_error(ret)
+        if err is None and isinstance(ret, JobReturn) and isinstance(ret.return_value, dict) \
+                and ret.return_value.get("status") == CLAIMED:  # another launcher had it
+            counts["elsewhere"] += 1
+            counts["run"] -= 1
+            continue
         if ledger is not None:
             r = latest.get(j.config_hash)
             if r is None:
@@ -276,6 +292,8 @@ def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
     if not_run:
         lines.append(f"not run (interrupted): {not_run}; rerun the same command to resume")
     if ledger is not None:
+        lines.append(f"this launcher ran {counts['run']}, found {counts['skipped']} finished; "
+                     f"{counts['elsewhere']} were claimed by other live runs")
         lines.append(f"store: experiment {ledger.experiment!r}, parent run {parent}"
                      + (f"; {len(done)} earlier finished runs reused" if done else ""))
     log.info("\n".join(lines))
@@ -284,7 +302,8 @@ def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
 
 def _list_plan(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job]) -> None:
     for i, j in enumerate(jobs):
-        state = " (finished: skip)" if j in done else (f" (was {j.previous})" if j.previous else "")
+        state = (" (running elsewhere: skip)" if j.previous == Outcome.RUNNING
+                 else " (finished: skip)") if j in done else (f" (was {j.previous})" if j.previous else "")
         log.info("  #%d %s%s%s", i, j.name, f"  [{', '.join(j.grids)}]" if j.grids else "", state)
     log.info("Dry run: %d jobs planned, %d to run; nothing was run or recorded.",
              len(jobs), len(todo))

@@ -3,16 +3,11 @@ SQLite store and real processes."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
 from mlflow.entities import Run, RunData, RunInfo, RunTag
 
-from mlp_sweeps import ledger as ledger_mod
 from mlp_sweeps import tracking
 from mlp_sweeps.ledger import Ledger, Outcome, RunStatus, Tag, latest_by_config, outcome_of
 
@@ -47,36 +42,15 @@ def test_outcome_of_a_run():
     assert outcome_of(_run("r", "KILLED", 0)) == "killed"  # no status tag
 
 
-@pytest.fixture
-def sleeper():
-    t0 = time.time()
-    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield p, t0
-    p.kill()
-    p.wait()
-
-
-def test_process_start_time_is_when_the_process_started(sleeper):
-    proc, t0 = sleeper
-    time.sleep(2.5)  # /proc/<pid> is first looked up now, 2.5 s after the start
-    started = ledger_mod.process_start_time(proc.pid)
-    assert t0 - 1.5 <= started <= t0 + 1.5
-    assert ledger_mod.process_start_time(2 ** 22 + 12345) is None  # no such process
-
-
-def test_a_running_run_is_alive_only_while_its_own_process_runs(sleeper):
-    proc, t0 = sleeper
-    host = socket.gethostname()
-    time.sleep(0.5)
-    assert ledger_mod.process_alive(_run("own", "RUNNING", t0 + 0.3, host=host, pid=proc.pid))
-    # the pid now belongs to a process started 30 s after the run began: reused, the run's
-    # own process is gone
-    assert not ledger_mod.process_alive(_run("reused", "RUNNING", t0 - 30, host=host, pid=proc.pid))
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
-    assert not ledger_mod.process_alive(_run("dead", "RUNNING", t0, host=host, pid=dead))
-    # another machine's run cannot be checked from here: taken as alive
-    assert ledger_mod.process_alive(_run("elsewhere", "RUNNING", t0, host=host + "-other", pid=dead))
+def test_a_running_run_is_alive_while_its_heartbeat_is_recent():
+    ledger = Ledger.__new__(Ledger)
+    ledger.heartbeat_timeout_s = 10.0
+    now = time.time()
+    assert ledger.is_alive(_run("beating", "RUNNING", now - 3600, heartbeat=now - 2))
+    assert not ledger.is_alive(_run("stopped", "RUNNING", now - 3600, heartbeat=now - 11))
+    # a run without a heartbeat (an older version's): judged from its start
+    assert ledger.is_alive(_run("young", "RUNNING", now - 2))
+    assert not ledger.is_alive(_run("old", "RUNNING", now - 11))
 
 
 @pytest.fixture(scope="module")
@@ -113,13 +87,46 @@ def test_queries_read_every_page_and_runs_close_with_their_outcome(store):
     assert got[ids[2]].data.tags[Tag.ERROR] == "its worker process died"
 
 
-def test_settle_closes_runs_left_running_by_a_dead_process(store):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
-    host = socket.gethostname()
-    orphan = store.start("orphan", {Tag.CONFIG_HASH: "h", Tag.HOST: host, Tag.PID: dead})
-    live = store.start("live", {Tag.CONFIG_HASH: "g", Tag.HOST: host, Tag.PID: os.getpid()})
-    latest = store.latest_by_config()
+def test_settle_closes_runs_whose_heartbeat_stopped_on_any_host(store):
+    store.heartbeat_timeout_s = 1.5
+    orphan = store.start("orphan", {Tag.CONFIG_HASH: "h", Tag.HOST: "elsewhere"})
+    live = store.start("live", {Tag.CONFIG_HASH: "g", Tag.HOST: "elsewhere"})
+    beat = store.heartbeat(live)  # every 0.25 s
+    try:
+        time.sleep(2.5)
+        latest = store.latest_by_config()
+    finally:
+        beat.stop()
     assert latest["h"].info.run_id == orphan and latest["h"].info.status == RunStatus.KILLED
     assert latest["h"].data.tags[Tag.STATUS] == "killed"
+    assert "no heartbeat for" in latest["h"].data.tags[Tag.ERROR]
     assert latest["g"].info.run_id == live and latest["g"].info.status == RunStatus.RUNNING
+
+
+def test_concurrent_claims_of_one_configuration_have_one_winner(store):
+    """8 threads (separate clients, as separate launchers would be) claim the same
+    configuration at once, 5 times over: each time exactly one wins and trains; the losers
+    leave nothing behind; a claim after a finished run of the sweep loses to it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlp_sweeps.tracking import Tracker
+
+    uri = store.tracker.uri
+    ledgers = [Ledger(Tracker(uri), store.experiment) for _ in range(8)]
+    parent = store.start("sweep", {Tag.SWEEP: "parent"})
+    for round_ in range(5):
+        h = f"cfg{round_}"
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda lg: lg.claim("job", {Tag.CONFIG_HASH: h}, parent),
+                                ledgers))
+        winners = [rid for rid, _ in got if rid is not None]
+        assert len(winners) == 1, got
+        # each loser names the claim it lost to (the winner, or an earlier claim that
+        # lost in turn), never itself
+        assert all(by.data.tags[Tag.CONFIG_HASH] == h for rid, by in got if rid is None)
+        left = store.runs(config_hash=h)
+        assert [r.info.run_id for r in left] == winners
+        assert left[0].data.tags[Tag.CLAIM] == "won"
+        store.close(winners[0], Outcome.FINISHED)
+        rid, by = ledgers[0].claim("late", {Tag.CONFIG_HASH: h}, parent)
+        assert rid is None and by.info.run_id == winners[0]

@@ -1,0 +1,126 @@
+"""Launchers cooperating through the store, with real processes and a real SQLite store:
+several launchers of one sweep split it (each configuration trained once), and the share
+of a launcher killed mid-way is finished by a rerun once its heartbeats have stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+# tiny jobs, one at a time in each launcher: the tests are about who runs what
+TINY = ["data.train_limit=500", "data.test_limit=200", "hidden_size=16", "blas_threads=1",
+        "hydra.launcher.n_jobs=1"]
+
+
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory) -> str:
+    """One SQLite store for the module, created once (an experiment per test)."""
+    from mlp_sweeps.tracking import Tracker
+
+    return Tracker(f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}").uri
+
+
+def _env() -> dict:
+    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _launch(args: list[str], tmp: Path, name: str) -> subprocess.Popen:
+    """A launcher in its own session (to kill it with its workers), output to a file."""
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args,
+                             f"hydra.sweep.dir={tmp / name}"], cwd=tmp,
+                            stdout=open(tmp / f"{name}.log", "w"), stderr=subprocess.STDOUT,
+                            text=True, env=_env(), start_new_session=True)
+
+
+def _runs(client: MlflowClient, experiment: str) -> tuple[list, list]:
+    """(sweep parent runs, job runs) of the experiment."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return [], []
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("sweep") == "parent"]
+    return parents, [r for r in runs if r.data.tags.get("sweep") != "parent"]
+
+
+def _one_finished_run_per_config(jobs: list, n: int) -> None:
+    finished = [r.data.tags["config_hash"] for r in jobs if r.info.status == "FINISHED"]
+    assert len(finished) == n and len(set(finished)) == n, sorted(finished)
+    assert not [r for r in jobs if r.info.status == "RUNNING"]
+
+
+def test_three_launchers_of_one_sweep_train_each_configuration_once(tmp_path, store_uri):
+    uri = store_uri
+    args = ["-m", "seed=0,1,2,3,4,5", "lr=0.05,0.1", "epochs=1", *TINY,
+            f"tracking.uri={uri}", "tracking.experiment=three"]
+    t0 = time.perf_counter()
+    procs = [_launch(args, tmp_path, f"l{i}") for i in range(3)]
+    codes = [p.wait(timeout=400) for p in procs]
+    wall = time.perf_counter() - t0
+    logs = [(tmp_path / f"l{i}.log").read_text() for i in range(3)]
+    assert codes == [0, 0, 0], "\n\n".join(logs)
+    parents, jobs = _runs(MlflowClient(uri), "three")
+    _one_finished_run_per_config(jobs, 12)
+    assert len(parents) == 3 and all(p.info.status == "FINISHED" for p in parents)
+    # every job counted once across the launchers: what each ran, found or left to others
+    ran = [int(p.data.metrics["run"]) for p in parents]
+    assert sum(ran) == 12, (ran, logs)
+    for p in parents:
+        m = p.data.metrics
+        assert m["run"] + m["skipped"] + m["elsewhere"] == 12
+    assert all("this launcher ran" in log for log in logs)
+    print(f"\n3 launchers of a 12-job sweep: {wall:.1f} s wall; ran {ran}")
+
+
+def test_a_killed_launchers_share_is_finished_by_a_rerun_after_the_heartbeat_timeout(
+        tmp_path, store_uri):
+    uri, timeout = store_uri, 6  # seconds without a heartbeat: dead
+    args = ["-m", "seed=0,1,2,3", "epochs=2", *TINY, f"tracking.uri={uri}",
+            "tracking.experiment=kill", f"tracking.heartbeat_timeout_s={timeout}"]
+    client = MlflowClient(uri)
+    victim = _launch(args, tmp_path, "victim")
+    try:
+        deadline = time.time() + 300
+
+        def training() -> list:  # a finished run, and a claim won and training
+            jobs = _runs(client, "kill")[1]
+            if any(r.info.status == "FINISHED" for r in jobs):
+                return [r for r in jobs if r.info.status == "RUNNING"
+                        and r.data.tags.get("claim") == "won"]
+            return []
+
+        while not training():
+            assert time.time() < deadline and victim.poll() is None, \
+                (tmp_path / "victim.log").read_text()
+            time.sleep(0.1)
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)  # the launcher and its job, no cleanup
+        victim.wait()
+    killed_at = time.time()
+    _, jobs = _runs(client, "kill")
+    left = [r for r in jobs if r.info.status == "RUNNING"]
+    assert left and len([r for r in jobs if r.info.status == "FINISHED"]) < 4
+
+    time.sleep(max(0.0, killed_at + timeout + 0.5 - time.time()))
+    again = subprocess.run([sys.executable, str(ROOT / "train.py"), *args,
+                            f"hydra.sweep.dir={tmp_path / 'again'}"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300, env=_env())
+    out = again.stdout + again.stderr
+    assert again.returncode == 0, out
+    assert "left RUNNING by a dead process" in out
+    _, jobs = _runs(client, "kill")
+    _one_finished_run_per_config(jobs, 4)
+    dead = {r.info.run_id: r for r in jobs if r.info.status == "KILLED"}
+    assert {r.info.run_id for r in left} <= set(dead)
+    assert all("no heartbeat for" in r.data.tags["error"] for r in dead.values())
