@@ -14,7 +14,10 @@ per N) is
   (everything a job costs beyond the sweep's fixed cost: dispatch, its Hydra set-up, the
   tracked run, training), next to the mean time inside the tracked run (MLflow start to end);
 - run again (everything already finished: recognised and skipped): the wall time;
-- exported (``mlp-export -e <experiment>``, Markdown to /dev/null): the wall time.
+- exported (``mlp-export -e <experiment>``, Markdown to /dev/null): the wall time; with
+  ``--fill``, when only a subset ran, also on a copy of the store filled up to N runs by
+  copying the recorded runs' rows in SQL (each copy its own run id and config_hash: what
+  reading N runs costs, without training them).
 
 Then the growth exponent of each figure with N (the slope of log(figure) against log(N):
 1 is linear). The machine may be loaded: compare figures of one invocation, repeat.
@@ -83,6 +86,36 @@ def export(root: Path, store: Path, experiment: str) -> float:
     return time.perf_counter() - t0
 
 
+def fill(db: Path, experiment: str, target: int) -> int:
+    """Copy the experiment's training runs (rows of MLflow's SQLite schema: the run, its
+    tags, params and metrics) until it holds ``target`` of them; the number it holds."""
+    import sqlite3
+
+    c = sqlite3.connect(db)
+    exp = c.execute("select experiment_id from experiments where name=?",
+                    (experiment,)).fetchone()[0]
+    src = [r[0] for r in c.execute(
+        "select r.run_uuid from runs r join tags t on t.run_uuid=r.run_uuid "
+        "where r.experiment_id=? and t.key='mlflow.parentRunId'", (exp,))]
+    i = 0
+    while (i + 1) * len(src) < target:
+        i += 1
+        ids = src[:target - i * len(src)]
+        sfx, q = f"c{i:05d}", ",".join("?" * len(ids))
+        cols = {t: [r[1] for r in c.execute(f"pragma table_info({t})")]
+                for t in ("runs", "tags", "params", "metrics", "latest_metrics")}
+        for table, names in cols.items():
+            sel = [f"run_uuid||'{sfx}'" if n == "run_uuid" else
+                   f"case when key='config_hash' then value||'{sfx}' else value end"
+                   if (table, n) == ("tags", "value") else
+                   f"{n}+{i}" if n in ("start_time", "end_time") else n for n in names]
+            c.execute(f"insert into {table} ({','.join(names)}) select {','.join(sel)} "
+                      f"from {table} where run_uuid in ({q})", ids)
+    c.commit()
+    return c.execute("select count(*) from tags t join runs r on r.run_uuid=t.run_uuid where "
+                     "r.experiment_id=? and t.key='mlflow.parentRunId'", (exp,)).fetchone()[0]
+
+
 def inside_runs(store: Path, experiment: str) -> tuple[int, float]:
     """(number of training runs, their mean time from MLflow start to end)."""
     from mlflow import MlflowClient
@@ -130,6 +163,8 @@ def main(argv=None) -> int:
                     help="above --run-max, run this many of the jobs (0: none)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--root", default=str(ROOT), help="the project checkout to measure")
+    ap.add_argument("--fill", action="store_true",
+                    help="above --run-max, also export a copy of the store filled to N runs")
     ap.add_argument("--keep", action="store_true", help="keep the stores (path printed)")
     args = ap.parse_args(argv)
     root = Path(args.root).resolve()
@@ -165,6 +200,16 @@ def main(argv=None) -> int:
                   f"run); launcher peak RSS {first['rss_mib']:.0f} MiB", flush=True)
             print(f"  again, all skipped: {again['wall']:.1f} s (planning {again['plan']:.2f} "
                   f"s); mlp-export of {runs} runs: {ex:.1f} s", flush=True)
+            if args.fill and m < n:
+                import shutil
+
+                filled = tmp / f"n{n}-filled"
+                filled.mkdir()
+                shutil.copy(store / "m.db", filled / "m.db")
+                held = fill(filled / "m.db", exp, n)
+                row["export_filled_s"] = export(root, filled, exp)
+                print(f"  mlp-export of {held} runs (store filled by copying rows): "
+                      f"{row['export_filled_s']:.1f} s", flush=True)
         rows.append(row)
 
     print("\nfigure                            " + "".join(f"{r['N']:>10}" for r in rows)
@@ -174,11 +219,13 @@ def main(argv=None) -> int:
                        ("run_wall", "run wall (s)"), ("per_job_s", "per job on a worker (s)"),
                        ("inside_s", "inside tracked run (s)"),
                        ("rerun_wall", "rerun, all skipped (s)"),
-                       ("export_s", "mlp-export (s)")]:
+                       ("export_s", "mlp-export (s)"),
+                       ("export_filled_s", "mlp-export, store filled to N (s)")]:
         vals = [r.get(key) for r in rows]
         # the exponent is over the number of jobs each figure was measured on
         xs = [r.get("ran", r["N"]) if key not in ("plan_s", "plan_ms_job", "dry_wall",
-                                                  "rss_mib") else r["N"] for r in rows]
+                                                  "rss_mib", "export_filled_s")
+              else r["N"] for r in rows]
         cells = "".join(f"{v:>10.3g}" if v is not None else f"{'-':>10}" for v in vals)
         g = slope([(x, v) for x, v in zip(xs, vals) if v is not None])
         print(f"{label:<34}{cells}   {g:6.2f}" if not math.isnan(g) else
