@@ -17,6 +17,7 @@ Adding a loss is one class with ``@register("name")`` here; its keyword argument
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Any, Sequence
@@ -34,9 +35,14 @@ names = _REGISTRY.names
 loss_class = _REGISTRY.get  # the registered class (ValueError listing the valid names)
 
 
+@functools.lru_cache(maxsize=None)
+def _signature(cls: type) -> inspect.Signature:
+    return inspect.signature(cls.__init__)  # read for every config validated: cached
+
+
 def params(name: str) -> dict[str, Any]:
     """The loss's own parameters and their defaults (``reduction`` excluded)."""
-    sig = inspect.signature(loss_class(name).__init__)
+    sig = _signature(loss_class(name))
     return {
         p.name: p.default
         for p in sig.parameters.values()

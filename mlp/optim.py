@@ -28,6 +28,7 @@ Python-float constants keep float32 arrays float32 (NEP 50); the BLAS routines a
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Any, Callable
@@ -72,10 +73,15 @@ def optimizer_class(name: str) -> type["Optimizer"]:
             from None
 
 
+@functools.lru_cache(maxsize=None)
+def _signature(cls: type) -> inspect.Signature:
+    return inspect.signature(cls.__init__)  # read for every config validated: cached
+
+
 def params(name: str) -> dict[str, Any]:
     """The optimizer's own settings and their defaults (its signature beyond ``params`` and
     :data:`SHARED`), e.g. ``{"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}`` for Adam."""
-    sig = inspect.signature(optimizer_class(name).__init__)
+    sig = _signature(optimizer_class(name))
     return {p.name: p.default for p in list(sig.parameters.values())[2:] if p.name not in SHARED}
 
 
@@ -89,7 +95,7 @@ def get(name: str, parameters: list[np.ndarray], **settings: Any) -> "Optimizer"
     if unknown:
         raise ValueError(f"optimizer {name!r} has no setting {', '.join(map(repr, unknown))}; "
                          f"its settings: {', '.join(own) or 'none'}")
-    taken = inspect.signature(cls.__init__).parameters
+    taken = _signature(cls).parameters
     return cls(parameters, **{k: v for k, v in settings.items() if k in taken})
 
 

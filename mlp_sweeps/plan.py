@@ -17,7 +17,9 @@ Pure: composing a job's config is a function passed in (Hydra's config loader in
 
 from __future__ import annotations
 
+import copy
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -30,7 +32,7 @@ from mlp.train import load_data
 from .errors import UserError
 
 __all__ = ["Job", "InvalidSweep", "expand", "grid_jobs", "validate", "plan", "composer",
-           "longest_first", "cost", "grid_names"]
+           "Composer", "longest_first", "cost", "grid_names"]
 
 
 class InvalidSweep(UserError):
@@ -133,18 +135,142 @@ def plan(params, grids, arguments: Sequence[str], compose: Callable[[list[str]],
     return validate(grid_jobs(params, grids, arguments, only, parser), compose)
 
 
-def composer(config_loader, sweep_config) -> Callable[[list[str]], Any]:
-    """``compose(overrides)``: a job's config as the launcher will compose it (Hydra's
-    config loader, the sweep's config), without its ``hydra`` node."""
-    from omegaconf import open_dict
+def composer(config_loader, sweep_config, parser=None) -> Callable[[list[str]], Any]:
+    """``compose(overrides)``: a job's config, without its ``hydra`` node, as the launcher
+    will compose it, in milliseconds per job (:class:`Composer`)."""
+    return Composer(config_loader, sweep_config, parser)
 
-    def compose(overrides: list[str]):
-        cfg = config_loader.load_sweep_config(sweep_config, list(overrides))
+
+class Composer:
+    """A sweep's jobs composed as Hydra composes each of them, without a Hydra composition
+    per job.
+
+    A job's overrides split into those that change what is composed (a config group's
+    choice such as ``activation=gelu`` or ``data=fashion_mnist``, ``+``/``~``/``@package``
+    overrides, ``hydra.*``) and plain values (``lr=0.1``, ``loss.gamma=2``). Hydra composes
+    the config once per distinct combination of the former (cached), then applies the
+    latter as Hydra does (``OmegaConf.update`` on the composed config, so the typed schema
+    converts and checks each value). Each distinct ``key=value`` is applied once, on a
+    scratch copy of its combination's config; a job's config is then a copy of the plain
+    composed dict with its converted values set. When the config or a value has
+    interpolations (a value depending on another key), the job's overrides are applied to a
+    copy of the composed config instead. Any error falls back to Hydra's own composition of
+    the job, so a bad value fails with Hydra's message, naming it.
+    """
+
+    def __init__(self, config_loader, sweep_config, parser=None):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        self.loader, self.sweep_config = config_loader, sweep_config
+        self.parser = parser or OverridesParser.create()
+        self.groups = set(config_loader.list_groups(""))
+        self._parsed: dict[str, Any] = {}
+        self._bases: dict[tuple[str, ...], tuple[Any, dict, bool]] = {}
+        self._values: dict[tuple, Any] = {}
+        self._scratch: dict[tuple, Any] = {}
+
+    def full(self, overrides: list[str]):
+        """Hydra's composition of one job (what the launcher does), without ``hydra``."""
+        from omegaconf import open_dict
+
+        cfg = self.loader.load_sweep_config(self.sweep_config, list(overrides))
         with open_dict(cfg):
             cfg.pop("hydra", None)
         return cfg
 
-    return compose
+    def _parse(self, o: str):
+        p = self._parsed.get(o)
+        if p is None:
+            m = _PLAIN_INT.fullmatch(o)  # e.g. seed=17 of seed=range(10000): no grammar
+            p = self._parsed[o] = _Int(m[1], int(m[2])) if m and m[1] not in self.groups \
+                and m[1] != "hydra" else self.parser.parse_override(o)
+        return p
+
+    def _structural(self, p) -> bool:
+        key = p.key_or_group
+        return (p.package is not None or p.is_add() or p.is_delete() or p.is_force_add()
+                or key in self.groups or "/" in key or key == "hydra"
+                or key.startswith("hydra."))
+
+    def _base(self, structural: tuple[str, ...]):
+        b = self._bases.get(structural)
+        if b is None:
+            cfg = self.full(list(structural))
+            raw = OmegaConf.to_container(cfg, resolve=False)
+            b = self._bases[structural] = (cfg, OmegaConf.to_container(cfg, resolve=True),
+                                           "${" in repr(raw))
+        return b
+
+    def _value(self, structural: tuple[str, ...], key: str, value: Any, o: str):
+        """``key=value`` applied to the combination's config as Hydra applies it: the
+        converted value (a KeyError/ValueError if the schema refuses it)."""
+        k = (structural, o)
+        if k not in self._values:
+            scratch = self._scratch.get((structural, key))
+            if scratch is None:
+                scratch = self._scratch[(structural, key)] = copy.deepcopy(
+                    self._base(structural)[0])
+            OmegaConf.update(scratch, key, value, merge=False)
+            node = OmegaConf.select(scratch, key, throw_on_missing=True)
+            self._values[k] = OmegaConf.to_container(node, resolve=True) \
+                if OmegaConf.is_config(node) else node
+        return self._values[k]
+
+    def __call__(self, overrides: list[str]):
+        try:
+            parsed = [self._parse(o) for o in overrides]
+            structural = tuple(o for o, p in zip(overrides, parsed) if self._structural(p))
+            plain = [(o, p) for o, p in zip(overrides, parsed) if not self._structural(p)]
+            cfg, container, interpolated = self._base(structural)
+            values = [(p.key_or_group, p.value()) for _, p in plain]
+            if interpolated or any("${" in o or isinstance(v, (dict, list)) for (o, _), (_, v)
+                                   in zip(plain, values)):  # applied as Hydra does
+                job = copy.deepcopy(cfg)
+                for key, value in values:
+                    OmegaConf.update(job, key, value, merge=True)
+                return OmegaConf.to_container(job, resolve=True)
+            out = _copy(container)
+            for (o, _), (key, value) in zip(plain, values):
+                *path, last = key.split(".")
+                node = out
+                for part in path:
+                    node = node[part]
+                if last not in node:
+                    raise KeyError(key)
+                node[last] = _copy(self._value(structural, key, value, o))
+            return out
+        except Exception:  # noqa: BLE001 - Hydra's own composition says what is wrong
+            return self.full(overrides)
+
+
+# ``key=<integer>`` as Hydra's override grammar reads it (an INT: no leading zero)
+_PLAIN_INT = re.compile(r"([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*)=([+-]?(?:0|[1-9][0-9]*))")
+
+
+@dataclass(frozen=True)
+class _Int:
+    """A parsed ``key=<integer>`` override (the part of Hydra's ``Override`` used here)."""
+
+    key_or_group: str
+    _value: int
+    package: None = None
+
+    def value(self) -> int:
+        return self._value
+
+    def is_add(self) -> bool:
+        return False
+
+    is_delete = is_force_add = is_add
+
+
+def _copy(x):
+    """A copy of plain config data (dicts, lists, scalars)."""
+    if isinstance(x, dict):
+        return {k: _copy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_copy(v) for v in x]
+    return x
 
 
 def cost(tcfg: TrainConfig) -> float:

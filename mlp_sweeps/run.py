@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -42,6 +43,9 @@ from .ledger import CLAIMED, Ledger, Outcome, RunStatus, Tag, outcome_of
 
 log = logging.getLogger(__name__)
 
+# per-epoch metrics are sent to the store at most this often (and when the run ends): a
+# short run's metrics go in one request, a long run's curves stay live
+FLUSH_S = 5.0
 # overrides that do not change what is trained: left out of run names
 _NOT_IN_NAME = ("tracking.", "hydra.", "sweep=", "blas_threads=", "progress=")
 
@@ -84,7 +88,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             for rec in (resume_state or {}).get("history", []):  # complete curves
                 tracked.log_epoch(rec)
             result = _train(cfg, tcfg, data, job, name, tracked, resume_state)
-            summary = _summary(tcfg, data, result)
+            summary = _summary(tcfg, data, result, threads)
             tracked.log_metrics(summary, step=len(result.history))
             if job.out_dir is not None and ledger is not None:
                 tracked.log_artifacts(_artifacts(cfg, result, job.out_dir))
@@ -126,6 +130,8 @@ class TrackedRun:
         self._heartbeat: Any = None
         self.outcome: str = Outcome.FINISHED
         self._previous_handler: Any = None
+        self._pending: list[tuple[Mapping[str, Any], int]] = []  # (metrics, step) unsent
+        self._flushed = time.monotonic()
 
     @property
     def where(self) -> str:
@@ -170,6 +176,12 @@ class TrackedRun:
         try:
             self._stop_heartbeat()
             if self.ledger is not None and self.run_id is not None:
+                try:
+                    self.flush()
+                except Exception:  # noqa: BLE001 - the run is closed whatever happens here
+                    if exc is None:
+                        raise
+                    log.exception("%s: could not record its last metrics", self.name)
                 if exc is None:
                     self.ledger.close(self.run_id, self.outcome)
                 else:
@@ -194,12 +206,23 @@ class TrackedRun:
             self.ledger.tracker.log_params(self.run_id, flatten(config))
 
     def log_epoch(self, record: Mapping[str, Any]) -> None:
-        """One history record (``epoch`` and its metrics), at step = epoch."""
-        self.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+        """One history record (``epoch`` and its metrics), at step = epoch; sent with the
+        others not yet sent every :data:`FLUSH_S` seconds, and at the end of the run."""
+        self._pending.append(({k: v for k, v in record.items() if k != "epoch"},
+                              record["epoch"]))
+        if time.monotonic() - self._flushed >= FLUSH_S:
+            self.flush()
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
-        if self.ledger is not None:
-            self.ledger.tracker.log_metrics(self.run_id, metrics, step=step)
+        """``metrics`` at ``step``, sent now with any epochs not yet sent (one request)."""
+        self._pending.append((metrics, step))
+        self.flush()
+
+    def flush(self) -> None:
+        """Send the metrics not yet sent, in one request."""
+        pending, self._pending, self._flushed = self._pending, [], time.monotonic()
+        if self.ledger is not None and pending:
+            self.ledger.tracker.log_metric_steps(self.run_id, pending)
 
     def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
         if self.ledger is not None:
@@ -316,6 +339,7 @@ def _train(cfg: DictConfig, tcfg: TrainConfig, data, job: HydraJob, name: str,
 
     def on_checkpoint(state: dict[str, Any]) -> None:
         path = checkpoint.save(ck_dir / "checkpoint.npz", state)
+        tracked.flush()  # the store's curves reach at least the checkpoint's epoch
         tracked.log_artifacts([path], "checkpoint")
         tracked.set_tags({Tag.CHECKPOINT_EPOCH: state["epoch"]})
 
@@ -328,12 +352,12 @@ def _train(cfg: DictConfig, tcfg: TrainConfig, data, job: HydraJob, name: str,
             bar.close()
 
 
-def _summary(tcfg: TrainConfig, data, result) -> dict[str, Any]:
+def _summary(tcfg: TrainConfig, data, result, threads: int | None = None) -> dict[str, Any]:
     """The run's summary metrics: the core's, its time split, its distance to the floor."""
     summary = dict(result.metrics)
     for k, v in result.timing.items():
         summary[f"time_{k}_s"] = v
-    summary.update(_efficiency(tcfg, data, result.history))
+    summary.update(_efficiency(tcfg, data, result.history, threads))
     return summary
 
 
@@ -353,20 +377,30 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True)
 
 
-def _efficiency(tcfg: TrainConfig, data, history: list[dict[str, Any]]) -> dict[str, float]:
+def _efficiency(tcfg: TrainConfig, data, history: list[dict[str, Any]],
+                threads: int | None = None) -> dict[str, float]:
     """The epoch's matrix products alone (estimated from 30 batches with the run's shapes,
-    ``floor_epoch_s``) and the median epoch's ratio to it (``epoch_floor_ratio``): how close
-    to the BLAS floor the run trained."""
+    ``floor_epoch_s``, once per shape and BLAS threads in a process: a worker running many
+    jobs of one shape measures it once) and the median epoch's ratio to it
+    (``epoch_floor_ratio``): how close to the BLAS floor the run trained."""
     from statistics import median
-
-    from mlp.perf import MatmulFloor
 
     if not history:
         return {}
-    sizes = [data.n_features] + [tcfg.hidden_size] * tcfg.depth + [data.n_classes]
-    floor = MatmulFloor(sizes, data.x_train.shape[0], tcfg.batch_size, tcfg.dtype).run(30)
+    sizes = (data.n_features,) + (tcfg.hidden_size,) * tcfg.depth + (data.n_classes,)
+    floor = floor_epoch_s(sizes, data.x_train.shape[0], tcfg.batch_size, tcfg.dtype, threads)
     epoch = median(r["epoch_time_s"] for r in history)
     return {"floor_epoch_s": floor, "epoch_floor_ratio": epoch / floor}
+
+
+@lru_cache(maxsize=64)
+def floor_epoch_s(sizes: tuple[int, ...], n: int, batch_size: int, dtype: str,
+                  threads: int | None) -> float:
+    """An epoch's matrix products alone, in seconds (``threads``: the BLAS limit in force,
+    part of the cache key only)."""
+    from mlp.perf import MatmulFloor
+
+    return MatmulFloor(list(sizes), n, batch_size, dtype).run(30)
 
 
 def _find_checkpoint(ledger: Ledger, tcfg: TrainConfig):
@@ -391,14 +425,11 @@ def _find_checkpoint(ledger: Ledger, tcfg: TrainConfig):
 
 
 def _artifacts(cfg: DictConfig, result, out_dir: Path) -> list[Path]:
-    from .figures import plot_learning_curves
-
+    """The run's resolved config, its per-epoch metrics and final weights. (Its learning
+    curves are drawn on demand from the metrics: ``mlp-export --figures``.)"""
     cfg_path = out_dir / "config.yaml"
     OmegaConf.save(cfg, cfg_path, resolve=True)
     csv_path = write_metrics_csv(result.history, out_dir / "metrics.csv")
     model_path = out_dir / "model.npz"
     np.savez(model_path, **result.model.state_dict())  # the final weights
-    files = [cfg_path, csv_path, model_path]
-    if result.history:
-        files.append(plot_learning_curves(result.history, out_dir / "learning_curves.png"))
-    return files
+    return [cfg_path, csv_path, model_path]

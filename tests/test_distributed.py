@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["data.train_limit=1000", "data.test_limit=300", "hidden_size=32", "epochs=2",
          "test_every=1", "lr=1e-3"]
-ARTIFACTS = {"config.yaml", "metrics.csv", "learning_curves.png"}  # at least these
+ARTIFACTS = {"config.yaml", "metrics.csv", "model.npz"}  # at least these
 EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s")
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
 

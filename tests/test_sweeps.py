@@ -247,7 +247,7 @@ def test_multirun_records_every_job_with_params_metrics_artifacts_parent(tmp_pat
             assert key in k.data.metrics
         assert 0.3 < k.data.metrics["final_test_acc"] <= 1.0 or act == "sigmoid"
         arts = {a.path for a in client.list_artifacts(k.info.run_id)}
-        assert arts == {"config.yaml", "metrics.csv", "learning_curves.png", "model.npz"}
+        assert arts == {"config.yaml", "metrics.csv", "model.npz"}
         local = Path(client.download_artifacts(k.info.run_id, "metrics.csv", str(tmp_path)))
         rows = local.read_text().splitlines()
         assert rows[0].startswith("epoch,train_loss") and len(rows) == 3

@@ -43,6 +43,6 @@ class MlpSweeper(Sweeper):
 
         assert self.config is not None and self.launcher is not None
         loader = self.hydra_context.config_loader
+        parser = OverridesParser.create(config_loader=loader)
         return sweep.run(self.settings, self.config, self.launcher,
-                         plan.composer(loader, self.config), arguments,
-                         OverridesParser.create(config_loader=loader))
+                         plan.composer(loader, self.config, parser), arguments, parser)
