@@ -73,6 +73,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                          source)
         with TrackedRun(ledger, name, tags, parent=tr.parent_run_id) as tracked:
             tracked.log_params({k: v for k, v in container.items() if k != "tracking"})
+            tracked.log_dataset(tcfg, data)
             for rec in (resume_state or {}).get("history", []):  # complete curves
                 tracked.log_epoch(rec)
             result = _train(cfg, tcfg, data, job, name, tracked, resume_state)
@@ -159,8 +160,28 @@ class TrackedRun:
             self.ledger.tracker.log_params(self.run_id, flatten(config))
 
     def log_epoch(self, record: Mapping[str, Any]) -> None:
-        """One history record (``epoch`` and its metrics), at step = epoch."""
-        self.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+        """One history record (``epoch`` and its metrics), at step = epoch, with
+        ``epochs_completed`` (how far a running run is, for the sweep's progress line)."""
+        self.log_metrics({**{k: v for k, v in record.items() if k != "epoch"},
+                          "epochs_completed": record["epoch"]}, step=record["epoch"])
+
+    def log_dataset(self, tcfg: TrainConfig, data) -> None:
+        """The run's data as an MLflow dataset input: its name, a digest of the verified
+        files' SHA256 and the selection (normalization, examples), its sizes."""
+        if self.ledger is None:
+            return
+        import hashlib
+
+        from mlp.data import DATASETS
+
+        d = tcfg.data
+        n_train, n_test = data.x_train.shape[0], data.x_test.shape[0]
+        files = sorted(DATASETS[d.name]["sha256"].items())  # what load_data verified
+        digest = hashlib.sha256(repr((files, d.normalize, n_train, n_test)).encode()).hexdigest()
+        self.ledger.tracker.log_dataset(
+            self.run_id, d.name, digest[:16], str(d.root or DATASETS[d.name]["root"]),
+            {"train_examples": n_train, "test_examples": n_test, "features": data.n_features,
+             "classes": data.n_classes, "normalize": d.normalize})
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
         if self.ledger is not None:
