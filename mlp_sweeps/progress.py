@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import threading
 import time
@@ -45,6 +46,7 @@ def estimate_sweep(todo: Sequence[Job], n_workers: int, threads: int | None,
     """The estimate of the jobs to run, learned from the experiment's runs (if tracking),
     logged; None if it cannot be made (said, never fatal)."""
     from . import estimate
+    from .run import run_name
 
     if not todo:
         return None
@@ -58,12 +60,14 @@ def estimate_sweep(todo: Sequence[Job], n_workers: int, threads: int | None,
             except ValueError:
                 runs = None  # the experiment does not exist yet
         est = estimate.for_jobs([j.config for j in todo], n_workers, runs,
-                                names=[j.name for j in todo],
+                                names=[run_name(j.overrides) for j in todo],
                                 hashes=[j.config_hash for j in todo], threads=threads)
     except Exception as e:  # noqa: BLE001 - an estimate must not stop a sweep
         log.warning("No estimate: %s: %s", type(e).__name__, e)
         return None
-    for line in est.lines():
+    table, *rest = est.lines()
+    log.info("Estimate of each job's run time (longest first, as launched):\n%s", table)
+    for line in rest:  # how sure, then the ``estimate:`` line
         log.info(line)
     return est
 
@@ -170,9 +174,11 @@ class Progress:
 
             self._redirect = logging_redirect_tqdm()  # log lines print above the bar
             self._redirect.__enter__()
+            size = shutil.get_terminal_size((100, 24))  # (a pty may say 0 x 0: tqdm hides)
             self._bar = tqdm(total=len(self.hashes), desc="sweep", unit="run",
-                             dynamic_ncols=True, file=sys.stdout,
-                             bar_format="{desc}: {bar:20} {n}/{total} {postfix}")
+                             ncols=size.columns, nrows=size.lines,
+                             file=sys.stdout,
+                             bar_format="{desc}: {bar:20} {n}/{total} done{postfix}")
         self._thread = threading.Thread(target=self._loop, name="sweep-progress", daemon=True)
         self._thread.start()
         return self
@@ -195,7 +201,7 @@ class Progress:
             s = self.state
             self._bar.n = s["done"]
             self._bar.set_postfix_str(
-                f"done, {s['running']} running, {s['to go']} to go, {s['failed']} failed | "
+                f"{s['running']} running, {s['to go']} to go, {s['failed']} failed | "
                 f"elapsed {_clock(s['elapsed'])}, ETA {_clock(s['eta'])}")
 
     def __exit__(self, *exc) -> bool:
