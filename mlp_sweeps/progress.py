@@ -217,6 +217,15 @@ class Progress:
         return False
 
 
+def log_datasets(ledger: Ledger, parent: str, jobs: Sequence[Job]) -> None:
+    """The sweep's datasets as dataset inputs of its parent run (the UI's runs page shows
+    the parent rows, its children folded under them)."""
+    from .run import dataset_input
+
+    for ds in {dataset_input(j.config)[:2]: dataset_input(j.config) for j in jobs}.values():
+        ledger.tracker.log_dataset(parent, *ds)
+
+
 # ---------------------------------------------------------------------------------------
 # after: the answer
 

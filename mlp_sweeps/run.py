@@ -73,7 +73,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                          source)
         with TrackedRun(ledger, name, tags, parent=tr.parent_run_id) as tracked:
             tracked.log_params({k: v for k, v in container.items() if k != "tracking"})
-            tracked.log_dataset(tcfg, data)
+            tracked.log_dataset(tcfg)
             for rec in (resume_state or {}).get("history", []):  # complete curves
                 tracked.log_epoch(rec)
             result = _train(cfg, tcfg, data, job, name, tracked, resume_state)
@@ -165,23 +165,10 @@ class TrackedRun:
         self.log_metrics({**{k: v for k, v in record.items() if k != "epoch"},
                           "epochs_completed": record["epoch"]}, step=record["epoch"])
 
-    def log_dataset(self, tcfg: TrainConfig, data) -> None:
-        """The run's data as an MLflow dataset input: its name, a digest of the verified
-        files' SHA256 and the selection (normalization, examples), its sizes."""
-        if self.ledger is None:
-            return
-        import hashlib
-
-        from mlp.data import DATASETS
-
-        d = tcfg.data
-        n_train, n_test = data.x_train.shape[0], data.x_test.shape[0]
-        files = sorted(DATASETS[d.name]["sha256"].items())  # what load_data verified
-        digest = hashlib.sha256(repr((files, d.normalize, n_train, n_test)).encode()).hexdigest()
-        self.ledger.tracker.log_dataset(
-            self.run_id, d.name, digest[:16], str(d.root or DATASETS[d.name]["root"]),
-            {"train_examples": n_train, "test_examples": n_test, "features": data.n_features,
-             "classes": data.n_classes, "normalize": d.normalize})
+    def log_dataset(self, tcfg: TrainConfig) -> None:
+        """The run's data as an MLflow dataset input (:func:`dataset_input`)."""
+        if self.ledger is not None:
+            self.ledger.tracker.log_dataset(self.run_id, *dataset_input(tcfg))
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
         if self.ledger is not None:
@@ -194,6 +181,25 @@ class TrackedRun:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.ledger is not None:
             self.ledger.tracker.set_tags(self.run_id, tags)
+
+
+def dataset_input(tcfg: TrainConfig) -> tuple[str, str, str, dict[str, Any]]:
+    """(name, digest, source, profile) of the data a configuration trains on, as an MLflow
+    dataset input: the digest covers the verified files' SHA256 (what ``load_data``
+    checks) and the selection (normalization, examples); the profile gives the sizes."""
+    import hashlib
+
+    from mlp.data import DATASETS
+
+    from .estimate import data_sizes
+
+    d = tcfg.data
+    n_train, n_test, feat, classes = data_sizes(tcfg)
+    files = sorted(DATASETS[d.name]["sha256"].items())
+    digest = hashlib.sha256(repr((files, d.normalize, n_train, n_test)).encode()).hexdigest()
+    return d.name, digest[:16], str(d.root or DATASETS[d.name]["root"]), {
+        "train_examples": n_train, "test_examples": n_test, "features": feat,
+        "classes": classes, "normalize": d.normalize}
 
 
 @dataclass

@@ -107,6 +107,7 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
     parent = None
     if ledger is not None:
         parent = _start_parent(ledger, settings, config, arguments, len(jobs))
+        progress.log_datasets(ledger, parent, jobs)
         for j in todo:
             j.extra.append(f"tracking.parent_run_id={parent}")
     if done:
