@@ -56,3 +56,18 @@ def sweep_threads(config: Any, n_jobs_total: int) -> int | None:
     if config.get("blas_threads") is not None:
         return None
     return launcher_threads(OmegaConf.select(config, "hydra.launcher"), n_jobs_total)
+
+
+def launcher_workers(launcher: Any, n_jobs_total: int) -> int:
+    """Jobs of a sweep of ``n_jobs_total`` running at once under a launcher config
+    (``hydra.launcher``): SLURM's ``array_parallelism``, Ray's cores / ``num_cpus_per_job``
+    (this machine's, a local cluster), else its ``n_jobs``."""
+    sel = (lambda k: OmegaConf.select(launcher, k, default=None)) if launcher is not None \
+        else (lambda k: None)
+    if sel("array_parallelism") is not None:
+        n = int(sel("array_parallelism"))
+    elif sel("num_cpus_per_job") is not None:
+        n = max(1, int(cores() // max(float(sel("num_cpus_per_job")), 1e-9)))
+    else:
+        n = parallel_jobs(sel("n_jobs"))
+    return max(1, min(n, max(1, n_jobs_total)))

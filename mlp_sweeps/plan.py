@@ -51,6 +51,7 @@ class Job:
     cost: float = 0.0  # relative training cost, to start the longest jobs first
     previous: str = ""  # what the store had for this configuration: "", failed, killed, ...
     extra: list[str] = field(default_factory=list)  # overrides added at launch
+    config: TrainConfig | None = None  # the validated configuration (for the estimate)
 
     @property
     def name(self) -> str:
@@ -125,7 +126,7 @@ def validate(planned: Iterable[tuple[list[str], list[str]]],
         if h in by_hash:  # the same training configuration from another grid
             by_hash[h].grids.extend(g for g in grids if g not in by_hash[h].grids)
         else:
-            by_hash[h] = Job(list(overrides), list(grids), h, cost=cost(tcfg))
+            by_hash[h] = Job(list(overrides), list(grids), h, cost=cost(tcfg), config=tcfg)
     return list(by_hash.values())
 
 

@@ -85,6 +85,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 return {"status": CLAIMED, "claimed_by": tracked.claimed_by.info.run_id,
                         "run_name": name}
             tracked.log_params({k: v for k, v in container.items() if k != "tracking"})
+            tracked.log_dataset(tcfg)
             for rec in (resume_state or {}).get("history", []):  # complete curves
                 tracked.log_epoch(rec)
             result = _train(cfg, tcfg, data, job, name, tracked, resume_state)
@@ -206,12 +207,18 @@ class TrackedRun:
             self.ledger.tracker.log_params(self.run_id, flatten(config))
 
     def log_epoch(self, record: Mapping[str, Any]) -> None:
-        """One history record (``epoch`` and its metrics), at step = epoch; sent with the
-        others not yet sent every :data:`FLUSH_S` seconds, and at the end of the run."""
-        self._pending.append(({k: v for k, v in record.items() if k != "epoch"},
-                              record["epoch"]))
+        """One history record (``epoch`` and its metrics), at step = epoch, with
+        ``epochs_completed`` (how far a running run is, for the sweep's progress line); sent
+        with the others not yet sent every :data:`FLUSH_S` seconds, and at the end."""
+        self._pending.append(({**{k: v for k, v in record.items() if k != "epoch"},
+                               "epochs_completed": record["epoch"]}, record["epoch"]))
         if time.monotonic() - self._flushed >= FLUSH_S:
             self.flush()
+
+    def log_dataset(self, tcfg: TrainConfig) -> None:
+        """The run's data as an MLflow dataset input (:func:`dataset_input`)."""
+        if self.ledger is not None:
+            self.ledger.tracker.log_dataset(self.run_id, *dataset_input(tcfg))
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
         """``metrics`` at ``step``, sent now with any epochs not yet sent (one request)."""
@@ -231,6 +238,25 @@ class TrackedRun:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.ledger is not None:
             self.ledger.tracker.set_tags(self.run_id, tags)
+
+
+def dataset_input(tcfg: TrainConfig) -> tuple[str, str, str, dict[str, Any]]:
+    """(name, digest, source, profile) of the data a configuration trains on, as an MLflow
+    dataset input: the digest covers the verified files' SHA256 (what ``load_data``
+    checks) and the selection (normalization, examples); the profile gives the sizes."""
+    import hashlib
+
+    from mlp.data import DATASETS
+
+    from .estimate import data_sizes
+
+    d = tcfg.data
+    n_train, n_test, feat, classes = data_sizes(tcfg)
+    files = sorted(DATASETS[d.name]["sha256"].items())
+    digest = hashlib.sha256(repr((files, d.normalize, n_train, n_test)).encode()).hexdigest()
+    return d.name, digest[:16], str(d.root or DATASETS[d.name]["root"]), {
+        "train_examples": n_train, "test_examples": n_test, "features": feat,
+        "classes": classes, "normalize": d.normalize}
 
 
 @dataclass

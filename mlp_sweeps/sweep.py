@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from . import parallelism, plan, workers
+from . import parallelism, plan, progress, workers
 from .errors import UserError
 from .ledger import CLAIMED, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, latest_by_config
 
@@ -85,6 +85,12 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
             if warm is not None:
                 workers.release(launcher)
             raise
+    n_workers = parallelism.launcher_workers(OmegaConf.select(config, "hydra.launcher"),
+                                             len(todo))
+    threads = parallelism.sweep_threads(config, len(todo))
+    est = progress.estimate_sweep(todo, n_workers, threads or config.get("blas_threads"),
+                                  tracking.uri if ledger is not None else None,
+                                  tracking.experiment if ledger is not None else None)
     if settings.dry_run:
         _list_plan(jobs, todo, done)
         return []
@@ -95,8 +101,9 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
     prepare = getattr(launcher, "prepare", None)  # e.g. Ray: connect to the cluster
     if todo and callable(prepare):
         prepare()  # an unreachable cluster fails here, before any run is recorded
-    threads = parallelism.sweep_threads(config, len(todo))
+    quiet = progress.quiet_job_overrides(config) if ledger is not None else []
     for j in todo:
+        j.extra += quiet  # their log lines in their log files; the progress line here
         if threads is not None:
             j.extra.append(f"blas_threads={threads}")
         if j.grids:
@@ -105,6 +112,7 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
     if ledger is not None:
         parent = _start_parent(ledger, settings, config, arguments, len(jobs))
         heartbeat = ledger.heartbeat(parent)
+        progress.log_datasets(ledger, parent, jobs)
         for j in todo:
             j.extra.append(f"tracking.parent_run_id={parent}")
     finished = [j for j in done if j.previous != Outcome.RUNNING]
@@ -116,7 +124,8 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
     outcome: dict[str, Any] = {}  # config hash -> JobReturn, or "completed" / "killed"
     status = RunStatus.KILLED
     try:
-        launch_all(launcher, todo, outcome, ledger, parent, settings.max_batch_size)
+        with progress.Progress(todo, ledger, parent, est, n_workers):
+            launch_all(launcher, todo, outcome, ledger, parent, settings.max_batch_size)
         status = RunStatus.FINISHED
         workers.release(launcher)  # idle now: not waited for at exit
     finally:
@@ -125,6 +134,8 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
                 if r.info.status == RunStatus.RUNNING:  # in flight: will not finish
                     ledger.mark_killed(r.info.run_id, "the sweep was interrupted")
         counts = summarize(jobs, todo, done, outcome, ledger, parent)
+        if todo:
+            progress.report(ledger, parent, time.perf_counter() - t0, est)
         if ledger is not None:
             heartbeat.stop()
             _end_parent(ledger, parent, counts, status)

@@ -33,6 +33,9 @@ from .errors import TrackingError  # noqa: E402
 from .store import open_client  # noqa: E402
 
 PARENT_TAG = "mlflow.parentRunId"
+# MLflow 3's experiment kind (its UI reads this tag): model training opens on the runs
+# page, not on the GenAI overview
+KIND_TAG, KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
 PAGE_SIZE = 1000  # runs per search request
 
 
@@ -109,9 +112,12 @@ class Tracker:
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
+            if KIND_TAG not in exp.tags:  # made by an earlier version
+                self.client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND_TRAINING)
             return exp.experiment_id
         try:
-            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
+            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri),
+                                                 tags={KIND_TAG: KIND_TRAINING})
         except mlflow.exceptions.MlflowException:
             exp = self.client.get_experiment_by_name(name)  # created meanwhile by another process
             if exp is None:
@@ -161,6 +167,19 @@ class Tracker:
                       artifact_path: str | None = None) -> None:
         for p in paths:
             self.client.log_artifact(run_id, str(p), artifact_path)
+
+    def log_dataset(self, run_id: str, name: str, digest: str, source: str,
+                    profile: Mapping[str, Any], context: str = "training") -> None:
+        """A dataset input of the run (the UI's Dataset column): name, digest, where it
+        was read from and its profile (sizes)."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        ds = Dataset(name=name, digest=digest, source_type="local",
+                     source=json.dumps({"uri": source}), profile=json.dumps(dict(profile)))
+        self.client.log_inputs(run_id, datasets=[DatasetInput(
+            ds, tags=[InputTag("mlflow.data.context", context)])])
 
     # reading --------------------------------------------------------------------------------
     def search(self, experiment_ids: list[str], filter_string: str = "",

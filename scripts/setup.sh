@@ -38,3 +38,9 @@ fi
 if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
   apt_install slurm-wlm "install SLURM (slurm-wlm, munge) for the SLURM launcher's tests"
 fi
+
+# Debian's chromium (headless), for tests/test_ui.py: it renders the MLflow UI's runs page
+# over a store made by a real sweep
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium "install Chromium for the MLflow UI browser test"
+fi
