@@ -79,9 +79,13 @@ class Evidence:
 
     def merged(self, newer: "Evidence") -> "Evidence":
         """These runs updated by ``newer``'s: per configuration, newer wins."""
-        runs = pd.concat([self.runs, newer.runs]).drop_duplicates("config_hash", keep="last")
+        def concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+            # typed as if read from one file (an empty side would make every column object)
+            return pd.concat([f for f in (a, b) if not f.empty] or [a]).infer_objects()
+
+        runs = concat(self.runs, newer.runs).drop_duplicates("config_hash", keep="last")
         keep = set(runs["run_id"])
-        curves = pd.concat([self.curves, newer.curves])
+        curves = concat(self.curves, newer.curves)
         curves = curves[curves["run_id"].isin(keep)].drop_duplicates(
             ["run_id", "key", "epoch"], keep="last")
         return Evidence(runs.reset_index(drop=True), curves.reset_index(drop=True),

@@ -3,6 +3,8 @@ SQLite tracking store as FINISHED runs that read back as the same runs and curve
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -82,3 +84,8 @@ def test_merge_prefers_the_newer_run_of_a_configuration():
     row = merged.runs[merged.runs["config_hash"] == f"{0:016x}"].iloc[0]
     assert row["run_id"] == "rerun0" and row["test_acc"] == 0.5
     assert "run0" not in set(merged.curves["run_id"])
+
+
+def test_merge_into_empty_evidence_keeps_the_column_types():
+    merged = Evidence.read(Path("/nonexistent")).merged(_evidence())
+    assert merged.runs["lr"].dtype == float and merged.runs["depth"].dtype.kind == "i"
