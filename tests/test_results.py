@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from mlp import losses
+from mlp import losses, optim
 from mlp_sweeps import results, schema, tables
 from mlp_sweeps.tracking import flatten
 
@@ -17,14 +17,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_params_are_every_training_setting_a_run_logs():
-    """What run() logs (the flattened config without tracking) for every loss, less the run
+    """What run() logs (the flattened config without tracking) for every loss and optimizer,
+    less the run
     settings that do not change what is trained and the data folder, is PARAMS."""
     schema.register()
     GlobalHydra.instance().clear()
     logged = set()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        for name in losses.names():
-            cfg = OmegaConf.to_container(compose("config", overrides=[f"loss={name}"]))
+        for group in [f"loss={n}" for n in losses.names()] + \
+                [f"optimizer={n}" for n in optim.names()]:
+            cfg = OmegaConf.to_container(compose("config", overrides=[group]))
             logged |= set(flatten({k: v for k, v in cfg.items() if k != "tracking"}))
     GlobalHydra.instance().clear()
     run_settings = {f.name for f in schema.RunConf.__dataclass_fields__.values()} - {"tracking"}
