@@ -63,6 +63,7 @@ class Tag(StrEnum):
     GRIDS = "grids"
     PARENT = "mlflow.parentRunId"  # MLflow's own parent/child link
     RUN_NAME = "mlflow.runName"
+    READ_AT = "read_at"  # on a sweep's parent: when (ms) its resume read the store
     HEARTBEAT = "heartbeat"  # seconds since the epoch, refreshed while the run is alive
     CLAIM = "claim"  # a sweep job's claim on its configuration: Claim
 
@@ -265,7 +266,8 @@ class Ledger:
         1. create the claim run, RUNNING, ``claim=pending``, with a heartbeat
            (``on_start(run_id)`` then starts its heartbeat thread);
         2. read every run of the configuration (stale ones settled KILLED); the rivals are
-           the live RUNNING runs and the FINISHED runs started since ``parent`` started
+           the live RUNNING runs and the FINISHED runs started since ``parent``'s sweep
+           read the store to plan (its ``read_at`` tag; else the parent's start)
            (an older result was either skipped by the sweep or is being rerun on purpose);
         3. lose if a rival is FINISHED, has ``claim=won`` (or no claim tag: a plain run
            training it), or is an earlier claim (by start time, then run id);
@@ -284,7 +286,10 @@ class Ledger:
         a claimer that dies while pending stops beating and is settled KILLED.
         """
         h = tags[Tag.CONFIG_HASH]
-        since = self.tracker.client.get_run(parent).info.start_time if parent else None
+        since = None
+        if parent:  # a run started after the sweep's resume read was not skipped by it
+            p = self.tracker.client.get_run(parent)
+            since = int(float(p.data.tags.get(Tag.READ_AT, p.info.start_time)))
         mine = self.start(name, {**tags, Tag.CLAIM: Claim.PENDING}, parent)
         if on_start is not None:
             on_start(mine)

@@ -80,6 +80,9 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
         try:
             ledger = Ledger(Tracker(tracking.uri), tracking.experiment,
                             tracking.heartbeat_timeout_s)
+            # before the store is read: a run its jobs' claims must still count as a rival
+            # if it finishes later (it was not seen finished or claimed by this read)
+            read_ms = int(time.time() * 1000)
             todo, done = resume(ledger, jobs, settings.rerun)
         except BaseException:  # e.g. an unreachable store: no workers left behind
             if warm is not None:
@@ -110,7 +113,7 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
             j.extra.append(f"tracking.grid=[{','.join(j.grids)}]")
     parent = heartbeat = None
     if ledger is not None:
-        parent = _start_parent(ledger, settings, config, arguments, len(jobs))
+        parent = _start_parent(ledger, settings, config, arguments, len(jobs), read_ms)
         heartbeat = ledger.heartbeat(parent)
         progress.log_datasets(ledger, parent, jobs)
         for j in todo:
@@ -321,8 +324,9 @@ def _list_plan(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job])
 
 
 def _start_parent(ledger: Ledger, settings: Settings, config: DictConfig,
-                  arguments: Sequence[str], planned: int) -> str:
+                  arguments: Sequence[str], planned: int, read_ms: int) -> str:
     parent = ledger.start(f"{ledger.experiment} sweep", {
+        Tag.READ_AT: read_ms,
         Tag.SWEEP: SWEEP_PARENT,
         Tag.SWEEP_DIR: str(config.hydra.sweep.dir),
         Tag.OVERRIDES: " ".join(arguments),
