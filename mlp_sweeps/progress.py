@@ -72,12 +72,15 @@ def estimate_sweep(todo: Sequence[Job], n_workers: int, threads: int | None,
     return est
 
 
-def quiet_job_overrides(config: Any) -> list[str]:
+def quiet_job_overrides(config: Any, n_workers: int) -> list[str]:
     """Overrides that keep a job's log lines in its log file (Hydra's ``job_logging``
-    ``file`` handler) and off the launching terminal; none if there is no such handler."""
+    ``file`` handler) and off the launching terminal; none if there is no such handler, or
+    with one worker (joblib then runs the jobs in the launching process, whose own logging
+    the job's would replace: the summary would go to the last job's log file)."""
     from omegaconf import OmegaConf
 
-    if OmegaConf.select(config, "hydra.job_logging.handlers.file", default=None) is None:
+    if n_workers <= 1 or \
+            OmegaConf.select(config, "hydra.job_logging.handlers.file", default=None) is None:
         return []
     return ["hydra.job_logging.root.handlers=[file]"]
 

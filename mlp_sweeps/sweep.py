@@ -104,7 +104,7 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
     prepare = getattr(launcher, "prepare", None)  # e.g. Ray: connect to the cluster
     if todo and callable(prepare):
         prepare()  # an unreachable cluster fails here, before any run is recorded
-    quiet = progress.quiet_job_overrides(config) if ledger is not None else []
+    quiet = progress.quiet_job_overrides(config, n_workers) if ledger is not None else []
     for j in todo:
         j.extra += quiet  # their log lines in their log files; the progress line here
         if threads is not None:

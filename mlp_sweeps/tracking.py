@@ -176,10 +176,21 @@ class Tracker:
 
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
+        from mlflow.exceptions import MlflowException
+
         ds = Dataset(name=name, digest=digest, source_type="local",
                      source=json.dumps({"uri": source}), profile=json.dumps(dict(profile)))
-        self.client.log_inputs(run_id, datasets=[DatasetInput(
-            ds, tags=[InputTag("mlflow.data.context", context)])])
+        inputs = [DatasetInput(ds, tags=[InputTag("mlflow.data.context", context)])]
+        try:
+            self.client.log_inputs(run_id, datasets=inputs)
+        except MlflowException as e:
+            # MLflow gets-or-creates the experiment's dataset row in two steps: two runs
+            # logging the same new dataset at once can both try to create it. The loser
+            # finds it the second time.
+            if "UNIQUE constraint failed: datasets" not in str(e) and \
+                    "duplicate key value" not in str(e):
+                raise
+            self.client.log_inputs(run_id, datasets=inputs)
 
     # reading --------------------------------------------------------------------------------
     def search(self, experiment_ids: list[str], filter_string: str = "",
