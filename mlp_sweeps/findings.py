@@ -337,15 +337,18 @@ def judge_hidden_size(runs, curves, timing, knee=512, level=0.97, same=0.5):
     reach = epochs_to(curves, runs[runs["hidden_size"] <= knee], "hidden_size", level)
     steps = np.diff(low.to_numpy()) * 100
     rr = rank_corr(reach.index, reach.values)
+    few = "fewer than 3 widths run" if len(low) < 3 else None
     parts = [
         Part(f"16 to {knee}: wider is more accurate",
-             bool(len(low) > 1 and (steps >= -TOL).all() and low.iloc[-1] > low.iloc[0]),
-             listing(low)),
-        Part(f"16 to {knee}: wider is faster (fewer epochs)", bool(rr <= -0.7),
-             f"epochs to {level:.0%} train accuracy: {listing(reach, epochs_text)}; rank "
-             f"correlation with width {rr:+.2f}"),
-        Part(f"{knee} to {high.index.max():g}: accuracy flat",
-             bool(len(high) > 1 and (high.max() - high.min()) * 100 <= same),
+             None if few else bool((steps >= -TOL).all() and low.iloc[-1] > low.iloc[0]),
+             few or listing(low)),
+        Part(f"16 to {knee}: wider is faster (fewer epochs)",
+             None if few else bool(rr <= -0.7),
+             few or f"epochs to {level:.0%} train accuracy: {listing(reach, epochs_text)}; "
+             f"rank correlation with width {rr:+.2f}"),
+        Part(f"{knee} to 2048: accuracy flat",
+             None if len(high) < 2 else bool((high.max() - high.min()) * 100 <= same),
+             "fewer than 2 widths run" if len(high) < 2 else
              f"{listing(high)}: spread {100 * (high.max() - high.min()):.2f} points"),
     ]
     t = timed(timing, depth=1, activation="relu", loss="cross_entropy", batch_size=100)
@@ -486,8 +489,9 @@ def evaluate(finding: Finding, runs: pd.DataFrame, curves: pd.DataFrame,
     """The finding's verdict from all runs of a study (any grids, any statuses)."""
     sel = runs_for(finding, runs)
     if finding.grids and sel.empty:
+        where = "".join(f", {k}={v}" for k, v in finding.where.items())
         return Judgement(Verdict.NOT_MEASURED, [],
-                         f"no completed runs of grid {' or '.join(finding.grids)} "
+                         f"no completed runs of grid {' or '.join(finding.grids)}{where} "
                          f"(`python scripts/reproduce.py --only {finding.grids[0]}`)", "none")
     parts = finding.judge(sel, curves, timing)
     judgement = Judgement(combine(parts), parts, runs=describe_runs(sel) if finding.grids

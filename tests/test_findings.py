@@ -287,3 +287,11 @@ def test_dropout_partly():
                                gap=lambda c: 0.02 - 0.005 * (c["dropout"] > 0),
                                reach=lambda c: 5 if c["dropout"] > 0 else 10))
     assert j.verdict is Verdict.PARTLY and [p.held for p in j.parts] == [False, True, True]
+
+
+def test_hidden_size_with_one_width_run_is_not_measured_not_false():
+    runs, curves = study_runs(acc=hid_acc)
+    one = runs[(runs["hidden_size"] == 2048) | ~runs["grid"].str.contains("hidden_size")]
+    j = evaluate(BY_NUMBER[8], one, curves, timing(lambda c: c["hidden_size"] / 1000))
+    assert [p.held for p in j.parts] == [None, None, None, True]
+    assert j.verdict is Verdict.PARTLY and "fewer than 3 widths run" in j.why
