@@ -16,7 +16,8 @@ import pandas as pd
 
 from . import tables
 from .evidence import Evidence
-from .findings import COMPLETED, FINDINGS, Judgement, Verdict, evaluate, runs_for
+from .findings import COMPLETED, FINDINGS, Judgement, Verdict, describe_runs, evaluate, \
+    runs_for
 from .study import CONFIG_KEYS, PROTOCOL, config_key, configuration, configurations, \
     read_published
 
@@ -210,7 +211,7 @@ class Report:
         name = f.topic.lower().replace(" ", "_")
         where = ", 1 hidden layer" if f.where.get("depth") == 1 else ""
         plot_sweep_curves(sel, self.ev.curves, [f.factor], self.fig_dir / f"{name}_curves",
-                          title=f"{f.topic} ({describe(sel)}{where})")
+                          title=f"{f.topic} ({describe_runs(sel)}{where})")
         out = [f"figures/{name}_curves.png"]
         if pd.api.types.is_numeric_dtype(sel[f.factor]) and sel[f.factor].nunique() > 2:
             plot_against(sel, f.factor, ["test_acc"], self.fig_dir / f"{name}_vs_{f.factor}",
@@ -280,13 +281,6 @@ class Report:
         path = self.out / "REPORT.md"
         path.write_text("\n".join(lines))
         return path
-
-
-def describe(runs: pd.DataFrame) -> str:
-    ep = sorted(set(runs["epochs"].astype(int)))
-    seeds = sorted(set(runs["seed"].astype(int)))
-    return (f"{'-'.join(map(str, [ep[0], ep[-1]] if len(ep) > 1 else ep))} epochs, "
-            f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
 
 
 def machine_text(m: dict) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ _CLIENTS: dict = {}
 def _wait_store_ready(cwd: Path) -> None:
     """Until the sweep has created its store, experiment and parent run: a second process
     opening a SQLite store while MLflow creates its tables races the schema migration."""
-    _wait_for(lambda: "Sweep recorded in" in (cwd / "sweep.log").read_text())
+    wait_for(lambda: "Sweep recorded in" in (cwd / "sweep.log").read_text())
 
 
 def _runs(uri: str, experiment: str):
@@ -58,16 +59,6 @@ def _runs(uri: str, experiment: str):
         return []
     return [r for r in client.search_runs([exp.experiment_id], max_results=1000)
             if r.data.tags.get("sweep") != "parent"]
-
-
-def _wait_for(pred, timeout: float = 300, every: float = 0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
 
 
 def _second_wave_running(runs) -> bool:
@@ -87,7 +78,7 @@ def test_sigkilled_sweep_resumes_to_every_run_finished_exactly_once(tmp_path):
         # mid-way: some runs finished, and a run of the next wave in flight (one that started
         # after a run finished has a whole job's time to go, so it is still RUNNING at the kill;
         # a first-wave run seen RUNNING may finish between the poll and the kill)
-        _wait_for(lambda: _second_wave_running(_runs(uri, "kill")))
+        wait_for(lambda: _second_wave_running(_runs(uri, "kill")))
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its workers, no cleanup
         proc.wait()
@@ -130,7 +121,7 @@ def test_exception_and_sigkilled_worker_do_not_take_the_other_jobs_down(tmp_path
                 return int(r.data.tags["pid"])
         return None
 
-    pid = _wait_for(victim)
+    pid = wait_for(victim)
     os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=900)
     out = (tmp_path / "sweep.log").read_text()
@@ -313,12 +304,12 @@ def test_killed_run_resumes_from_its_checkpoint_bit_identical(tmp_path):
                             start_new_session=True)
     # the store exists and its tables are created (a second process opening it while MLflow
     # creates them races the schema migration)
-    _wait_for(lambda: "tracking as run" in (tmp_path / "sweep.log").read_text())
+    wait_for(lambda: "tracking as run" in (tmp_path / "sweep.log").read_text())
 
     def checkpointed():
         return any(int(r.data.tags.get("checkpoint_epoch", 0)) >= 4 for r in _runs(uri, "ck"))
 
-    _wait_for(checkpointed)
+    wait_for(checkpointed)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed = _runs(uri, "ck")

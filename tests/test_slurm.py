@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from slurm_cluster import slurm_cluster  # noqa: F401  (the session's cluster)
+from polling import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -74,16 +75,6 @@ def _runs(uri: str, experiment: str, parents: bool = False) -> list:
             if parents or r.data.tags.get("sweep") != "parent"]
 
 
-def _wait_for(pred, timeout: float = 120, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
-
-
 def _slurm_job_of(run) -> str:
     """The SLURM job running ``run``, from the environment of its process (the run's ``pid``
     tag; ``scontrol pidinfo`` needs a process tracker other than linuxproc): ARRAY_TASK,
@@ -123,7 +114,7 @@ def test_cancelled_job_is_killed_with_slurms_reason_and_resumed_by_rerun(
            "tracking.experiment=cancel", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     t0 = time.monotonic()
     with _sweep(slurm_cluster, tmp_path, *cmd) as proc:
-        victim = _wait_for(lambda: _checkpointed(store, "cancel", "4", 20), timeout=150)
+        victim = wait_for(lambda: _checkpointed(store, "cancel", "4", 20), timeout=150)
         slurm_cluster.run("scancel", _slurm_job_of(victim))
         log = _finish(proc, tmp_path)
     first_s = time.monotonic() - t0
@@ -173,7 +164,7 @@ def test_job_past_its_time_limit_is_killed_with_the_reason(slurm_cluster, store,
            "checkpoint_every=0", f"tracking.uri={store}", "tracking.experiment=timeout",
            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     with _sweep(slurm_cluster, tmp_path, *cmd) as proc:
-        run = _wait_for(lambda: next((r for r in _runs(store, "timeout")
+        run = wait_for(lambda: next((r for r in _runs(store, "timeout")
                                       if r.info.status == "RUNNING"), None), timeout=150)
         slurm_cluster.run("scontrol", "update", f"JobId={_slurm_job_of(run)}", "EndTime=now")
         t0 = time.monotonic()
