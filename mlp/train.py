@@ -116,6 +116,7 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
     batches: dict[int, np.ndarray] = {}  # batch buffers by size (the last may be partial)
     clock = time.perf_counter
     first = 1
+    before_s = 0.0  # training time spent before the checkpoint resumed from (other processes)
     if resume is not None:
         checkpoint.check_matches(resume, cfg.to_dict())
         net.load_state_dict(resume["params"])
@@ -125,12 +126,16 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
         history = [dict(r) for r in resume["history"]]
         timing.update(resume["timing"])
         first = resume["epoch"] + 1
+        # checkpoints written before "elapsed_s" existed: the epochs' and evaluations' times
+        before_s = resume.get("elapsed_s", sum(r["epoch_time_s"] + r.get("eval_time_s", 0.0)
+                                               for r in history))
 
     def state(epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "params": net.state_dict(), "optimizer": opt.state_dict(),
                 "shuffle_rng": shuffle_rng.bit_generator.state,
                 "dropout_rng": net.dropout_rng.bit_generator.state,
-                "history": history, "timing": dict(timing), "config": cfg.to_dict()}
+                "history": list(history), "timing": dict(timing), "config": cfg.to_dict(),
+                "elapsed_s": before_s + clock() - t_start}
 
     with np.errstate(all="ignore"):  # overflow is detected as divergence, not warned about
         for epoch in range(first, cfg.epochs + 1):
@@ -193,7 +198,7 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
                     and epoch < cfg.epochs:
                 on_checkpoint(state(epoch))
 
-    total = clock() - t_start
+    total = before_s + clock() - t_start  # a resumed run counts its time before the resume
     metrics = _summary(history, total, n)
     metrics["status"] = status
     if diverged_epoch is not None:

@@ -42,6 +42,26 @@ def test_resume_from_a_checkpoint_file_is_bit_identical(mnist_small, one_thread,
         assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
+def test_a_resumed_run_counts_its_training_time_before_the_checkpoint(mnist_small, one_thread,
+                                                                       tmp_path):
+    """train_time_s is the run's whole training time, not only the resumed process's share:
+    the estimator learns run times from it, and a killed-and-resumed run is still one run."""
+    states = []
+    train(_cfg(), data=mnist_small, checkpoint_every=2, on_checkpoint=states.append)
+    path = checkpoint.save(tmp_path / "e4.npz", states[-1])
+    before = sum(r["epoch_time_s"] + r.get("eval_time_s", 0.0) for r in states[-1]["history"])
+    assert states[-1]["elapsed_s"] >= before > 0
+    resumed = train(_cfg(), data=mnist_small, resume=checkpoint.load(path))
+    epochs = sum(r["epoch_time_s"] + r.get("eval_time_s", 0.0) for r in resumed.history)
+    assert len(resumed.history) == 6
+    assert resumed.metrics["train_time_s"] >= epochs  # all six epochs, four of them before
+    # a checkpoint from before elapsed_s was saved: the epochs' times stand in for it
+    old = {k: v for k, v in checkpoint.load(path).items() if k != "elapsed_s"}
+    again = train(_cfg(), data=mnist_small, resume=old)
+    assert again.metrics["train_time_s"] >= sum(r["epoch_time_s"] + r.get("eval_time_s", 0.0)
+                                                for r in again.history)
+
+
 def test_checkpoint_of_another_config_is_rejected(mnist_small, tmp_path):
     saved = []
     train(_cfg(), data=mnist_small, checkpoint_every=2,
