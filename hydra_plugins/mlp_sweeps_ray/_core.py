@@ -146,6 +146,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]],
              ", ".join(f"{k}={v}" for k, v in options.items()), sweep_dir)
 
     refs: List[Any] = []
+    resolved = set()  # refs whose result (or loss) this driver has already seen
     try:
         for i, overrides in enumerate(job_overrides):
             idx = initial_job_idx + i
@@ -165,17 +166,30 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]],
                 log.error("Job %s: its Ray task was lost: %s", " ".join(overrides),
                           str(e).splitlines()[0] if str(e) else type(e).__name__)
                 lost.append(e)
-        if lost:
-            # the others have finished; the lost jobs' runs are left RUNNING: the sweeper
-            # marks them KILLED and launches them again (its worker-loss recovery)
-            raise lost[0]
-        return returns
+            resolved.add(ref)
     except BaseException:
         # interrupted (Ctrl-C) or broken: stop the jobs still queued or running on the
         # cluster, so that none goes on recording after the sweep has given up
-        for ref in refs:
-            try:
-                ray.cancel(ref, force=True)
-            except Exception:  # already finished
-                pass
+        _cancel_unfinished(ray, [ref for ref in refs if ref not in resolved])
         raise
+    if lost:
+        # every job has ended (nothing to cancel); the lost jobs' runs are left RUNNING:
+        # the sweeper marks them KILLED and launches them again (its worker-loss recovery)
+        raise lost[0]
+    return returns
+
+
+def _cancel_unfinished(ray: Any, refs: List[Any]) -> None:
+    """Cancel the tasks that have not ended. Never a task whose result has arrived: Ray's
+    ``cancel(force=True)`` races with the reply of a task that has just finished, and the
+    driver then aborts on a failed internal check ("Tried to complete task that was not
+    pending"; the same race as ray-project/ray#54846, still in Ray 2.60's reply path).
+    A lost job's sweep cancelled every task after they had all ended and hit it."""
+    if not refs:
+        return
+    ready, pending = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+    for ref in pending:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # ended meanwhile
+            pass
