@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .ledger import RESULTS
-from .study import PROTOCOL, Protocol
+from .study import CONFIG_KEYS, PROTOCOL, Protocol, config_key, configurations
 
 TOL = PROTOCOL.tolerance_pts  # accuracy points: "reproduced", "about the same", "no clear gain"
 LOAD_LIMIT = 0.25  # cores used by other processes during a timing above which it is not used
@@ -484,9 +484,31 @@ def describe_runs(runs: pd.DataFrame) -> str:
     return f"{len(runs)} run{'s' if len(runs) > 1 else ''}, {ep_text}, {seed_text}"
 
 
+def missing_configurations(finding: Finding, sel: pd.DataFrame,
+                           study: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """(the configurations of the finding's grids and restriction that have no completed run
+    in ``sel``, how many the finding rests on)."""
+    want = study[in_grids(study, finding.grids)]
+    for k, v in finding.where.items():
+        want = want[want[k] == v]
+    have = set(config_key(sel)) if len(sel) else set()
+    return want[~config_key(want).isin(have)] if len(want) else want, len(want)
+
+
+def _configuration_text(row: dict, varying: Sequence[str]) -> str:
+    return " ".join(f"{k}={row[k]:g}" if isinstance(row[k], float) else f"{k}={row[k]}"
+                    for k in varying)
+
+
 def evaluate(finding: Finding, runs: pd.DataFrame, curves: pd.DataFrame,
-             timing: pd.DataFrame | None, protocol: Protocol = PROTOCOL) -> Judgement:
-    """The finding's verdict from all runs of a study (any grids, any statuses)."""
+             timing: pd.DataFrame | None, protocol: Protocol = PROTOCOL,
+             study: pd.DataFrame | None = None) -> Judgement:
+    """The finding's verdict from all runs of a study (any grids, any statuses).
+
+    A verdict rests on every configuration of the finding's grids (``study``: the study's
+    configurations, :func:`mlp_sweeps.study.configurations`) at the study's length: with
+    some not run yet, or runs shorter than the study's, the finding is *not measured*, and
+    says what it would be from the runs there are."""
     sel = runs_for(finding, runs)
     if finding.grids and sel.empty:
         where = "".join(f", {k}={v}" for k, v in finding.where.items())
@@ -497,9 +519,22 @@ def evaluate(finding: Finding, runs: pd.DataFrame, curves: pd.DataFrame,
     judgement = Judgement(combine(parts), parts, runs=describe_runs(sel) if finding.grids
                           else "computed, no runs")
     short = int(sel["epochs"].min()) if finding.grids else protocol.epochs
+    missing, wanted = missing_configurations(
+        finding, sel, configurations() if study is None else study) if finding.grids \
+        else (pd.DataFrame(), 0)
     if short < protocol.epochs:
         judgement.why = (f"runs of {short} epoch{'s' if short > 1 else ''}; the study's ran "
                          f"{protocol.epochs} (at {short} it would be: {judgement.verdict.value})")
+        judgement.verdict = Verdict.NOT_MEASURED
+    elif len(missing):
+        varying = [k for k in CONFIG_KEYS if missing[k].nunique() > 1] or \
+            [k for k in CONFIG_KEYS if k != "loss.reduction"][:2]
+        shown = [_configuration_text(r, varying) for r in missing.head(4).to_dict("records")]
+        more = f" and {len(missing) - len(shown)} more" if len(missing) > len(shown) else ""
+        judgement.why = (f"{len(missing)} of the {wanted} configurations it rests on not run "
+                         f"yet ({', '.join(shown)}{more}; `python scripts/reproduce.py --only "
+                         f"{','.join(finding.grids)}`); from the {wanted - len(missing)} that "
+                         f"ran it would be: {judgement.verdict.value}")
         judgement.verdict = Verdict.NOT_MEASURED
     else:
         judgement.why = "; ".join(f"{p.claim}: not measured, {p.evidence}"

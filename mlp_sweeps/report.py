@@ -255,8 +255,10 @@ class Report:
                  f"Verdicts: *holds* (every part of the claim), *partly*, *does not hold*, "
                  f"*not measured* (with why). \"Reproduced\", \"about the same\" and \"no clear "
                  f"gain\" mean within {PROTOCOL.tolerance_pts:g} accuracy points unless the "
-                 f"evidence states another threshold. No verdict rests on runs shorter than the "
-                 f"study's {PROTOCOL.epochs} epochs. Times come from the timing pass only.", "",
+                 f"evidence states another threshold. A verdict rests on every configuration of its "
+                 f"grids, run for the study's {PROTOCOL.epochs} epochs: until then a finding is "
+                 f"not measured, and says what the runs so far would give. Times come from the "
+                 f"timing pass only.", "",
                  self.findings_table(), "",
                  "## Published tables beside ours", "",
                  f"Ours: mean ± standard deviation over the seeds run (see the runs column); "

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlp_sweeps.findings import FINDINGS, Part, Verdict, combine, evaluate
+from mlp_sweeps.findings import FINDINGS, Part, Verdict, combine, evaluate, in_grids
 from mlp_sweeps.study import CONFIG_KEYS, PROTOCOL, configurations
 from mlp_sweeps.timing import configurations_to_time
 
@@ -70,6 +70,26 @@ def test_runs_shorter_than_the_study_give_no_verdict_and_say_so(finding):
     assert j.verdict is Verdict.NOT_MEASURED
     assert "10 epochs" in j.why and f"{PROTOCOL.epochs}" in j.why
     assert "10 epochs" in j.runs
+
+
+@pytest.mark.parametrize("finding", [f for f in FINDINGS if f.grids], ids=lambda f: f.topic)
+def test_a_grid_run_in_part_gives_no_verdict_and_names_what_is_missing(finding):
+    """A verdict rests on every configuration of its grids: one missing (not run yet, or
+    failed) and the finding is not measured, naming it; what the runs there are would give
+    is said."""
+    runs, curves = study_runs()
+    full = evaluate(finding, runs, curves, timing())
+    assert full.verdict is not Verdict.NOT_MEASURED, full.why
+    mine = runs[in_grids(runs, finding.grids)]
+    for k, v in finding.where.items():
+        mine = mine[mine[k] == v]
+    gone = mine.iloc[len(mine) // 2]
+    status = runs["status"].where(runs["run_id"] != gone["run_id"], "failed")
+    j = evaluate(finding, runs.assign(status=status), curves, timing())
+    assert j.verdict is Verdict.NOT_MEASURED
+    assert f"1 of the {len(mine)} configurations it rests on not run yet" in j.why
+    assert f"it would be: " in j.why and "scripts/reproduce.py --only" in j.why
+    assert j.parts  # the parts are still shown
 
 
 @pytest.mark.parametrize("finding", [f for f in FINDINGS if f.grids], ids=lambda f: f.topic)
@@ -294,4 +314,7 @@ def test_hidden_size_with_one_width_run_is_not_measured_not_false():
     one = runs[(runs["hidden_size"] == 2048) | ~runs["grid"].str.contains("hidden_size")]
     j = evaluate(BY_NUMBER[8], one, curves, timing(lambda c: c["hidden_size"] / 1000))
     assert [p.held for p in j.parts] == [None, None, None, True]
-    assert j.verdict is Verdict.PARTLY and "fewer than 3 widths run" in j.why
+    assert "fewer than 3 widths run" in j.evidence()
+    assert j.verdict is Verdict.NOT_MEASURED
+    assert "7 of the 8 configurations it rests on not run yet (hidden_size=16, " in j.why
+    assert "3 more" in j.why and "it would be: partly" in j.why
