@@ -30,6 +30,8 @@ import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from . import snapshot
+
 if TYPE_CHECKING:  # mlflow is imported only where a store is opened
     from .tracking import Tracker
 
@@ -177,15 +179,16 @@ class Ledger:
     # reading ------------------------------------------------------------------------------
     def runs(self, *, config_hash: str | None = None, parent: str | None = None,
              newest_first: bool = False) -> list:
-        """Runs of the experiment (all pages), optionally of one configuration and/or
-        children of one parent run."""
-        filters = []
+        """Runs of the experiment, optionally of one configuration and/or children of one
+        parent run: one read (:func:`mlp_sweeps.snapshot.read`: a SQLite store read
+        directly in one transaction, any other store through MLflow, all pages)."""
+        tags = {}
         if config_hash is not None:
-            filters.append(f"tags.{Tag.CONFIG_HASH} = '{config_hash}'")
+            tags[Tag.CONFIG_HASH.value] = config_hash
         if parent is not None:
-            filters.append(f"tags.`{Tag.PARENT}` = '{parent}'")
-        order = ["attributes.start_time DESC"] if newest_first else None
-        return list(self.tracker.search([self.experiment_id], " and ".join(filters), order))
+            tags[Tag.PARENT.value] = parent
+        runs = snapshot.read(self.tracker.uri, [self.experiment], tags) or []
+        return runs[::-1] if newest_first else runs
 
     def claims_of(self, config_hash: str) -> list:
         """Every run of one configuration in one request: one consistent snapshot (paging

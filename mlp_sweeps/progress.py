@@ -42,24 +42,22 @@ NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI (Markdo
 
 
 def estimate_sweep(todo: Sequence[Job], n_workers: int, threads: int | None,
-                   uri: str | None, experiment: str | None) -> Estimate | None:
-    """The estimate of the jobs to run, learned from the experiment's runs (if tracking),
-    logged; None if it cannot be made (said, never fatal)."""
+                   runs: Sequence[Any] | None) -> Estimate | None:
+    """The estimate of the jobs to run, learned from ``runs`` (every run of the experiment,
+    as the sweep read them; None if not tracking), logged; None if it cannot be made (said,
+    never fatal)."""
     from . import estimate
     from .run import run_name
 
     if not todo:
         return None
     try:
-        runs = None
-        if experiment is not None:
-            from .results import load_runs
+        past = None
+        if runs is not None:
+            from .results import frame
 
-            try:
-                runs = load_runs(uri, experiment, latest_per_config=False)
-            except ValueError:
-                runs = None  # the experiment does not exist yet
-        est = estimate.for_jobs([j.config for j in todo], n_workers, runs,
+            past = frame(runs, latest_per_config=False)
+        est = estimate.for_jobs([j.config for j in todo], n_workers, past,
                                 names=[run_name(j.overrides) for j in todo],
                                 hashes=[j.config_hash for j in todo], threads=threads)
     except Exception as e:  # noqa: BLE001 - an estimate must not stop a sweep
@@ -243,7 +241,7 @@ def ui_url(uri: str, experiment_id: str, port: int = 5000) -> str:
 def next_commands(uri: str, experiment: str, experiment_id: str) -> list[str]:
     """The commands to look further: the MLflow UI on this store and this experiment's
     runs page, the export of its tables."""
-    from .tracking import resolve_uri
+    from .store import resolve_uri
 
     default = uri == resolve_uri(None)
     lines = []

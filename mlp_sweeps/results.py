@@ -19,8 +19,9 @@ import pandas as pd
 from mlp import DataConfig, TrainConfig, losses, optim
 from mlp.metrics import CURVES
 
+from . import snapshot
 from .ledger import SWEEP_PARENT, Tag, latest_by_config, outcome_of
-from .tracking import Tracker
+from .store import resolve_uri
 
 def _column_type(annotation: Any, default: Any) -> type:
     """The frame's type for a config value: str, int, or float (also for an optional
@@ -99,22 +100,57 @@ def load_runs(uri: str | None = None, experiment: str | Iterable[str] = "mlp-swe
     With ``latest_per_config``, several runs of one configuration (``config_hash``, e.g. a
     failed run and its successful rerun) collapse to the one that counts: finished over
     others, then the latest.
+
+    Read-only (:mod:`mlp_sweeps.snapshot`: a SQLite store is read directly, without MLflow);
+    a ``filter_string`` is MLflow's search syntax, so it is read through MLflow.
     """
-    tracker = Tracker(uri)
+    uri = resolve_uri(uri)
     names = [experiment] if isinstance(experiment, str) else list(experiment)
+    if filter_string:
+        runs = _search(uri, names, filter_string)
+    else:
+        runs = snapshot.read(uri, names)
+        missing = [] if runs is None else \
+            sorted(set(names) - _names_with_runs(uri, names, runs))
+        if runs is None or missing:
+            _no_experiment(uri, names if runs is None else missing)
+    if parent_run_id:
+        runs = [r for r in runs if r.data.tags.get(Tag.PARENT) == parent_run_id]
+    return frame(runs, latest_per_config)
+
+
+def _names_with_runs(uri: str, names: list[str], runs: list) -> set[str]:
+    """The names among ``names`` that exist (a snapshot of several experiments is None
+    only when none exists)."""
+    if len(names) == 1:
+        return set(names)
+    known = set(snapshot.experiment_names(uri) or [])
+    return {n for n in names if n in known}
+
+
+def _no_experiment(uri: str, names: list[str]):
+    known = snapshot.experiment_names(uri) or []
+    raise ValueError(f"no experiment {names[0]!r} in {uri}; experiments there: "
+                     f"{', '.join(known) or '(none)'}")
+
+
+def _search(uri: str, names: list[str], filter_string: str) -> list:
+    from .tracking import Tracker
+
+    tracker = Tracker(uri)
     exps = []
     for n in names:
         e = tracker.client.get_experiment_by_name(n)
         if e is None:
-            known = sorted(x.name for x in tracker.client.search_experiments())
-            raise ValueError(f"no experiment {n!r} in {tracker.uri}; experiments there: "
-                             f"{', '.join(known) or '(none)'}")
+            _no_experiment(uri, [n])
         exps.append(e.experiment_id)
-    filters = [f for f in (filter_string,) if f]
-    if parent_run_id:
-        filters.append(f"tags.`{Tag.PARENT}` = '{parent_run_id}'")
-    runs = [r for r in tracker.search(exps, " and ".join(filters))
-            if r.data.tags.get(Tag.SWEEP) != SWEEP_PARENT]
+    return list(tracker.search(exps, filter_string))
+
+
+def frame(runs: Iterable, latest_per_config: bool = True) -> pd.DataFrame:
+    """The runs (MLflow's or :mod:`mlp_sweeps.snapshot`'s) as the typed frame, sweep parent
+    runs left out; with ``latest_per_config``, only the run that counts per configuration."""
+    runs = [r for r in runs if r.data.tags.get(Tag.SWEEP) != SWEEP_PARENT]
     if latest_per_config:
         counted = {r.info.run_id for r in latest_by_config(runs).values()}
         runs = [r for r in runs
@@ -135,13 +171,15 @@ def load_runs(uri: str | None = None, experiment: str | Iterable[str] = "mlp-swe
     df = pd.DataFrame(rows, columns=["run_id", "run_name", "status", "mlflow_status",
                                      "start_time", "config_hash", "grid", "parent_run_id",
                                      "error", "experiment_id", *CONFIG_COLUMNS, *METRICS.values()])
-    return df.sort_values("start_time").reset_index(drop=True)
+    return df.sort_values("start_time", kind="stable").reset_index(drop=True)
 
 
 def metric_histories(uri: str | None, run_ids: Iterable[str],
                      keys: Iterable[str] = CURVES
                      ) -> pd.DataFrame:
     """Per-epoch metrics, long format: run_id, key, epoch, value."""
+    from .tracking import Tracker
+
     client = Tracker(uri).client
     rows = [(rid, k, m.step, m.value) for rid in run_ids for k in keys
             for m in client.get_metric_history(rid, k)]

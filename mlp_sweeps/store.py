@@ -38,9 +38,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from mlp.files import PROJECT_ROOT
+
 from .errors import TrackingError
 
 log = logging.getLogger(__name__)
+
+DEFAULT_STORE = PROJECT_ROOT / "mlruns"
 
 LOCK_TIMEOUT_S = 300.0  # waiting for another process to create or check the store
 BUSY_TIMEOUT_S = 60.0  # a SQLite connection waiting for another writer
@@ -48,6 +52,14 @@ CREATE_RETRY_S = 60.0  # waiting for a process that does not take the lock to cr
 # what a creation raced by a process that did not take the lock looks like
 _RACE = ("already exists", "expected to match one row", "out-of-date database schema",
          "database is locked", "no such table")
+
+
+def resolve_uri(uri: str | None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else the project's SQLite store
+    (``sqlite:///<project>/mlruns/mlflow.db``, whatever the current directory; its folder
+    is made when the store is first opened for writing, by :func:`open_client`)."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or \
+        f"sqlite:///{DEFAULT_STORE / 'mlflow.db'}"
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -207,8 +219,6 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m mlp_sweeps.store [URI]``: create (if new) and check a store, e.g. before
     pointing ``mlflow ui`` at it."""
     import argparse
-
-    from .tracking import resolve_uri
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("uri", nargs="?", help="tracking URI (default: $MLFLOW_TRACKING_URI, else "

@@ -37,9 +37,11 @@ from typing import Any, Callable, Sequence
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from . import parallelism, plan, progress, workers
+from . import parallelism, plan, progress, snapshot, workers
 from .errors import UserError
-from .ledger import CLAIMED, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, latest_by_config
+from .ledger import (CLAIMED, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, heartbeat_age,
+                     latest_by_config)
+from .store import resolve_uri
 
 log = logging.getLogger(__name__)
 
@@ -69,31 +71,35 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
     t0 = time.perf_counter()
     jobs = plan.plan(settings.params, settings.grids, arguments, compose, settings.only, parser)
     log.info("Planned and validated %d jobs in %.2f s", len(jobs), time.perf_counter() - t0)
-    # the workers start (and import) while this process opens the store
-    warm = None if settings.dry_run else workers.prewarm(launcher, len(jobs))
     tracking = config.tracking
-    ledger = None
+    warm = ledger = runs = None
     todo, done = list(jobs), []
-    if tracking.enabled:
-        from .tracking import Tracker
+    if settings.dry_run:  # read-only: nothing is created, written or started
+        if tracking.enabled:
+            runs = snapshot.read(resolve_uri(tracking.uri), [tracking.experiment]) or []
+            todo, done, _ = split(jobs, runs, settings.rerun,
+                                  float(tracking.heartbeat_timeout_s))
+    else:
+        # the workers start (and import) while this process opens the store
+        warm = workers.prewarm(launcher, len(jobs))
+        if tracking.enabled:
+            from .tracking import Tracker
 
-        try:
-            ledger = Ledger(Tracker(tracking.uri), tracking.experiment,
-                            tracking.heartbeat_timeout_s)
-            # before the store is read: a run its jobs' claims must still count as a rival
-            # if it finishes later (it was not seen finished or claimed by this read)
-            read_ms = int(time.time() * 1000)
-            todo, done = resume(ledger, jobs, settings.rerun)
-        except BaseException:  # e.g. an unreachable store: no workers left behind
-            if warm is not None:
-                workers.release(launcher)
-            raise
+            try:
+                ledger = Ledger(Tracker(tracking.uri), tracking.experiment,
+                                tracking.heartbeat_timeout_s)
+                # before the store is read: a run its jobs' claims must still count as a
+                # rival if it finishes later (it was not seen finished or claimed by this read)
+                read_ms = int(time.time() * 1000)
+                todo, done, runs = resume(ledger, jobs, settings.rerun)
+            except BaseException:  # e.g. an unreachable store: no workers left behind
+                if warm is not None:
+                    workers.release(launcher)
+                raise
     n_workers = parallelism.launcher_workers(OmegaConf.select(config, "hydra.launcher"),
                                              len(todo))
     threads = parallelism.sweep_threads(config, len(todo))
-    est = progress.estimate_sweep(todo, n_workers, threads or config.get("blas_threads"),
-                                  tracking.uri if ledger is not None else None,
-                                  tracking.experiment if ledger is not None else None)
+    est = progress.estimate_sweep(todo, n_workers, threads or config.get("blas_threads"), runs)
     if settings.dry_run:
         _list_plan(jobs, todo, done)
         return []
@@ -151,14 +157,28 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
 
 
 def resume(ledger: Ledger, jobs: list[plan.Job], rerun: bool = False
-           ) -> tuple[list[plan.Job], list[plan.Job]]:
+           ) -> tuple[list[plan.Job], list[plan.Job], list]:
     """Split jobs into (to run, already finished or running elsewhere) from what the
-    experiment holds for their configurations: one paginated query for the whole sweep.
-    A job running elsewhere (claimed by a run whose heartbeat is alive) gets
-    ``previous == "running"``; one whose heartbeat stopped was settled KILLED: run again."""
+    experiment holds, read in one paginated query (also returned: the estimate learns from
+    it). Runs left RUNNING by a dead process are settled KILLED (run again); a finished run
+    reused by another grid gets that grid added to its ``grid`` tag."""
+    runs = ledger.settle(ledger.runs())
+    todo, done, regrid = split(jobs, runs, rerun, ledger.heartbeat_timeout_s)
+    for run_id, grids in regrid.items():
+        ledger.tracker.set_tags(run_id, {Tag.GRID: grids})
+    return todo, done, runs
+
+
+def split(jobs: list[plan.Job], runs: Sequence[Any], rerun: bool, heartbeat_timeout_s: float
+          ) -> tuple[list[plan.Job], list[plan.Job], dict[str, str]]:
+    """The resume rule, reading only: (to run, finished or running elsewhere, run id ->
+    the ``grid`` tag a reused finished run should have). A configuration that FINISHED is
+    skipped (``rerun`` runs it again); one RUNNING with a live heartbeat is left to its run
+    (``previous == "running"``); failed, killed and dead ones run again. Each job gets
+    ``previous``, the outcome of its configuration's run that counts."""
     hashes = {j.config_hash for j in jobs}
-    latest = {h: r for h, r in ledger.latest_by_config().items() if h in hashes}
-    todo, done = [], []
+    latest = {h: r for h, r in latest_by_config(runs).items() if h in hashes}
+    todo, done, regrid = [], [], {}
     for j in jobs:
         r = latest.get(j.config_hash)
         if r is None:
@@ -167,17 +187,20 @@ def resume(ledger: Ledger, jobs: list[plan.Job], rerun: bool = False
         j.previous = r.data.tags.get(Tag.STATUS, r.info.status.lower())
         if r.info.status == RunStatus.FINISHED and not rerun:
             done.append(j)
-            had = [g for g in r.data.tags.get(Tag.GRID, "").split(",") if g]
+            had = [g for g in regrid.get(r.info.run_id, r.data.tags.get(Tag.GRID, "")
+                                         ).split(",") if g]
             if set(j.grids) - set(had):  # reused by another grid: say so on the run
-                ledger.tracker.set_tags(r.info.run_id, {Tag.GRID: ",".join(
-                    had + [g for g in j.grids if g not in had])})
-        elif r.info.status == RunStatus.RUNNING:
+                regrid[r.info.run_id] = ",".join(had + [g for g in j.grids if g not in had])
+        elif r.info.status == RunStatus.RUNNING and \
+                heartbeat_age(r) <= heartbeat_timeout_s:
             done.append(j)  # alive elsewhere: do not start it twice
             log.info("Not starting %s: claimed by run %s, alive on host %s", j.name,
                      r.info.run_id, r.data.tags.get(Tag.HOST, "?"))
         else:
+            if r.info.status == RunStatus.RUNNING:  # dead (a dry run reads, never settles)
+                j.previous = Outcome.KILLED.value
             todo.append(j)
-    return todo, done
+    return todo, done, regrid
 
 
 def launch_all(launcher, todo: list[plan.Job], outcome: dict[str, Any], ledger: Ledger | None,

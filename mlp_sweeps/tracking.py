@@ -17,10 +17,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from mlp.files import PROJECT_ROOT
-
-DEFAULT_STORE = PROJECT_ROOT / "mlruns"
-
 # Fail fast on an unreachable server instead of retrying for minutes.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
@@ -30,23 +26,13 @@ import mlflow  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 
 from .errors import TrackingError  # noqa: E402
-from .store import open_client  # noqa: E402
+from .store import DEFAULT_STORE, open_client, resolve_uri  # noqa: E402,F401
 
 PARENT_TAG = "mlflow.parentRunId"
 # MLflow 3's experiment kind (its UI reads this tag): model training opens on the runs
 # page, not on the GenAI overview
 KIND_TAG, KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
 PAGE_SIZE = 1000  # runs per search request
-
-
-def resolve_uri(uri: str | None) -> str:
-    """``uri``, else ``$MLFLOW_TRACKING_URI``, else the project's SQLite store
-    (``sqlite:///<project>/mlruns/mlflow.db``, whatever the current directory)."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        DEFAULT_STORE.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{DEFAULT_STORE / 'mlflow.db'}"
-    return uri
 
 
 def artifact_root(uri: str) -> str | None:
