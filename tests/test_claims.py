@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from polling import freeze_when
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
@@ -91,19 +93,15 @@ def test_a_killed_launchers_share_is_finished_by_a_rerun_after_the_heartbeat_tim
     client = MlflowClient(uri)
     victim = _launch(args, tmp_path, "victim")
     try:
-        deadline = time.time() + 300
-
         def training() -> list:  # a finished run, and a claim won and training
+            assert victim.poll() is None, (tmp_path / "victim.log").read_text()
             jobs = _runs(client, "kill")[1]
             if any(r.info.status == "FINISHED" for r in jobs):
                 return [r for r in jobs if r.info.status == "RUNNING"
                         and r.data.tags.get("claim") == "won"]
             return []
 
-        while not training():
-            assert time.time() < deadline and victim.poll() is None, \
-                (tmp_path / "victim.log").read_text()
-            time.sleep(0.1)
+        freeze_when(victim.pid, training, timeout=300)
     finally:
         os.killpg(victim.pid, signal.SIGKILL)  # the launcher and its job, no cleanup
         victim.wait()

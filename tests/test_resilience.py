@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from polling import wait_for
+from polling import freeze_when, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -75,10 +75,9 @@ def test_sigkilled_sweep_resumes_to_every_run_finished_exactly_once(tmp_path):
     proc = _start(args, tmp_path)
     try:
         _wait_store_ready(tmp_path)
-        # mid-way: some runs finished, and a run of the next wave in flight (one that started
-        # after a run finished has a whole job's time to go, so it is still RUNNING at the kill;
-        # a first-wave run seen RUNNING may finish between the poll and the kill)
-        wait_for(lambda: _second_wave_running(_runs(uri, "kill")))
+        # mid-way: some runs finished, and a run of the next wave in flight, seen with the
+        # sweep's processes stopped: exactly what the kill leaves
+        freeze_when(proc.pid, lambda: _second_wave_running(_runs(uri, "kill")))
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its workers, no cleanup
         proc.wait()
