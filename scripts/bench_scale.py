@@ -17,7 +17,8 @@ per N) is
 - exported (``mlp-export -e <experiment>``, Markdown to /dev/null): the wall time; with
   ``--fill``, when only a subset ran, also on a copy of the store filled up to N runs by
   copying the recorded runs' rows in SQL (each copy its own run id and config_hash: what
-  reading N runs costs, without training them).
+  reading N runs costs, without training them), and the dry run again over that store (it
+  reads every run to decide what to skip, as a sweep's resume does).
 
 Then the growth exponent of each figure with N (the slope of log(figure) against log(N):
 1 is linear). The machine may be loaded: compare figures of one invocation, repeat.
@@ -208,8 +209,16 @@ def main(argv=None) -> int:
                 shutil.copy(store / "m.db", filled / "m.db")
                 held = fill(filled / "m.db", exp, n)
                 row["export_filled_s"] = export(root, filled, exp)
+                # the dry run reads the whole experiment to decide what to skip, as a real
+                # sweep's resume does: its wall time over the dry run's on an empty store is
+                # what reading N runs adds (the copies' hashes match no job: all 'to run')
+                dry_filled = sweep(root, n, filled, exp, args.workers,
+                                   ["hydra.sweeper.dry_run=true"])
+                row["dry_filled_wall"] = dry_filled["wall"]
                 print(f"  mlp-export of {held} runs (store filled by copying rows): "
-                      f"{row['export_filled_s']:.1f} s", flush=True)
+                      f"{row['export_filled_s']:.1f} s; dry run reading them: "
+                      f"{dry_filled['wall']:.1f} s (on an empty store {dry['wall']:.1f} s)",
+                      flush=True)
         rows.append(row)
 
     print("\nfigure                            " + "".join(f"{r['N']:>10}" for r in rows)
@@ -220,11 +229,13 @@ def main(argv=None) -> int:
                        ("inside_s", "inside tracked run (s)"),
                        ("rerun_wall", "rerun, all skipped (s)"),
                        ("export_s", "mlp-export (s)"),
-                       ("export_filled_s", "mlp-export, store filled to N (s)")]:
+                       ("export_filled_s", "mlp-export, store filled to N (s)"),
+                       ("dry_filled_wall", "dry run over N stored runs (s)")]:
         vals = [r.get(key) for r in rows]
         # the exponent is over the number of jobs each figure was measured on
         xs = [r.get("ran", r["N"]) if key not in ("plan_s", "plan_ms_job", "dry_wall",
-                                                  "rss_mib", "export_filled_s")
+                                                  "rss_mib", "export_filled_s",
+                                                  "dry_filled_wall")
               else r["N"] for r in rows]
         cells = "".join(f"{v:>10.3g}" if v is not None else f"{'-':>10}" for v in vals)
         g = slope([(x, v) for x, v in zip(xs, vals) if v is not None])
