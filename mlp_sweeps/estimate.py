@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Gemm", "Hidden", "Update", "Step", "Work", "work", "data_sizes", "train_gemms",
            "Rates", "machine_key", "measure", "timed_as", "Load", "probe_load", "Ratio", "ratio",
-           "past_ratios", "shape", "schedule", "JobEstimate", "Estimate", "for_jobs",
+           "past_ratios", "RatioIndex", "shape", "schedule", "JobEstimate", "Estimate", "for_jobs",
            "estimate_line"]
 
 # examples (train, test), features and classes of each dataset
@@ -494,17 +494,33 @@ def _spread(r: np.ndarray, centre: float) -> float:
     return float(np.max(np.abs(r / centre - 1.0)))
 
 
-def ratio(config_hash: str | None, cfg: TrainConfig, past: pd.DataFrame | None) -> Ratio:
+class RatioIndex:
+    """Past ratios (:func:`past_ratios`) indexed once by configuration and by shape, so a
+    sweep of many jobs over a store of many runs looks each job up in constant time."""
+
+    def __init__(self, past: pd.DataFrame):
+        past = past[past["ratio"].notna()]
+        self.by_config = {h: g.to_numpy(float) for h, g in past.groupby("config_hash")["ratio"]}
+        self.by_shape = {sh: g.to_numpy(float) for sh, g in past.groupby(
+            past["shape"].map(repr))["ratio"]}
+        self.all = past["ratio"].to_numpy(float)
+
+    def levels(self, config_hash: str | None, cfg: TrainConfig):
+        empty = np.empty(0)
+        return [("config", self.by_config.get(config_hash, empty)),
+                ("shape", self.by_shape.get(repr(shape(cfg)), empty)),
+                ("machine", self.all)]
+
+
+def ratio(config_hash: str | None, cfg: TrainConfig,
+          past: pd.DataFrame | RatioIndex | None) -> Ratio:
     """The ratio for ``cfg`` from ``past`` (rows with ``config_hash``, ``shape`` and
-    ``ratio``: :func:`past_ratios`): the configuration's own runs, else runs of the
-    same shape, else all runs, else :data:`DEFAULT_RATIO`."""
-    if past is None or past.empty:
+    ``ratio``: :func:`past_ratios`, or their :class:`RatioIndex`): the configuration's own
+    runs, else runs of the same shape, else all runs, else :data:`DEFAULT_RATIO`."""
+    if past is None or (not isinstance(past, RatioIndex) and past.empty):
         return Ratio(DEFAULT_RATIO, DEFAULT_UNCERTAINTY, "default")
-    same_shape = past["shape"] == shape(cfg)
-    levels = [("config", past["config_hash"] == config_hash), ("shape", same_shape),
-              ("machine", past["ratio"].notna())]
-    for level, mask in levels:
-        r = past.loc[mask, "ratio"].dropna().to_numpy(float)
+    index = past if isinstance(past, RatioIndex) else RatioIndex(past)
+    for level, r in index.levels(config_hash, cfg):
         if len(r):
             centre = float(np.median(r))
             u = max(MIN_UNCERTAINTY[level], _spread(r, centre) if len(r) > 1
@@ -532,17 +548,23 @@ def past_ratios(runs: pd.DataFrame | None, rates: Rates,
         df = df[df["host"] == socket.gethostname()]
     wanted = None if shapes is None else set(shapes)
     rows = []
-    for _, r in df.iterrows():
-        cfg = _config_of(r)
-        if cfg is None:
+    floors: dict[tuple, tuple | None] = {}  # runs of one configuration and length: one floor
+    cols = [c for c in _CONFIG_COLUMNS if c in df.columns]
+    for r in df.to_dict("records"):
+        key = tuple(repr(r[c]) for c in cols) + (r["epochs_done"],)
+        if key not in floors:
+            floors[key] = None
+            cfg = _config_of(r)
+            if cfg is not None:
+                cfg.epochs = int(r["epochs_done"])
+                w = work(cfg)
+                if wanted is None or shape(cfg) in wanted \
+                        or all(rates.known(k) for k in w.counts):
+                    floors[key] = (shape(cfg), rates.floor(w))
+        if floors[key] is None:
             continue
-        cfg.epochs = int(r["epochs_done"])
-        w = work(cfg)
-        if wanted is not None and shape(cfg) not in wanted \
-                and not all(rates.known(k) for k in w.counts):
-            continue
-        floor = rates.floor(w)
-        rows.append({"config_hash": r["config_hash"], "shape": shape(cfg),
+        sh, floor = floors[key]
+        rows.append({"config_hash": r["config_hash"], "shape": sh,
                      "ratio": float(r["time_s"]) / floor if floor > 0 else np.nan})
     return pd.DataFrame(rows) if rows else None
 
@@ -552,6 +574,12 @@ def shape(cfg: TrainConfig) -> tuple:
     n_train, _, feat, classes = data_sizes(cfg)
     return ((feat,) + (cfg.hidden_size,) * cfg.depth + (classes,), cfg.batch_size, cfg.dtype,
             n_train)
+
+
+#: the runs-frame columns :func:`_config_of` reads
+_CONFIG_COLUMNS = ("activation", "loss", "depth", "hidden_size", "dropout", "momentum",
+                   "weight_decay", "batch_size", "epochs", "test_every", "dtype", "data",
+                   "train_limit", "test_limit")
 
 
 def _config_of(row) -> TrainConfig | None:
@@ -733,6 +761,7 @@ def for_jobs(configs: Sequence[TrainConfig], n_jobs: int, runs: pd.DataFrame | N
         load = probe_load()
     slowdown = load.slowdown(min(n_jobs, len(configs)) * threads, cores) if load else 1.0
     past = past_ratios(runs, rates, {shape(c) for c in configs})
+    index = RatioIndex(past) if past is not None else None
     jobs = []
     for i, (cfg, w) in enumerate(zip(configs, works)):
         h = hashes[i] if hashes is not None else _hash(cfg)
@@ -740,7 +769,7 @@ def for_jobs(configs: Sequence[TrainConfig], n_jobs: int, runs: pd.DataFrame | N
         # after training, the run measures its floor_epoch_s: EFFICIENCY_STEPS full steps
         step = sum(rates.time(k)
                    for k in train_gemms(w.sizes, min(cfg.batch_size, w.n_train), cfg.dtype))
-        r = ratio(h, cfg, past)
+        r = ratio(h, cfg, index)
         jobs.append(JobEstimate(names[i] if names is not None else f"#{i}", h, cfg, w, floor, r,
                                 (JOB_OVERHEAD_S + EFFICIENCY_STEPS * step) * slowdown,
                                 slowdown if r.level == "default" else 1.0))
