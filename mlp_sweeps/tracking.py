@@ -66,9 +66,12 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                                 f"(tracking.uri={uri}): {e}") from None
     elif scheme in ("", "file"):
         pass
-    elif scheme not in ("postgresql", "mysql", "mssql", "databricks"):
+    elif scheme.partition("+")[0] not in ("postgresql", "mysql", "mssql", "databricks"):
+        # a database URI may name its driver, as SQLAlchemy's do: postgresql+psycopg2://
         raise TrackingError(f"unsupported tracking URI scheme {scheme!r} in {uri!r}; use "
-                            f"sqlite:///path.db, http(s)://host:port, a database URI or a folder")
+                            f"sqlite:///path.db, http(s)://host:port, a database URI "
+                            f"(postgresql[+driver]://, mysql[+driver]://, mssql[+driver]://) "
+                            f"or a folder")
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

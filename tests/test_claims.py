@@ -15,6 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from polling import freeze_when
+from postgres_cluster import postgres  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -122,3 +123,20 @@ def test_a_killed_launchers_share_is_finished_by_a_rerun_after_the_heartbeat_tim
     dead = {r.info.run_id: r for r in jobs if r.info.status == "KILLED"}
     assert {r.info.run_id for r in left} <= set(dead)
     assert all("no heartbeat for" in r.data.tags["error"] for r in dead.values())
+
+
+def test_two_launchers_on_postgresql_train_each_configuration_once(postgres, tmp_path):
+    """The claims on the production backend, PostgreSQL, read and written through MLflow
+    (no SQLite shortcut): two launchers of one sweep split it."""
+    from mlp_sweeps.tracking import Tracker
+
+    uri = Tracker(postgres[0]).uri  # the schema created once, as a server would have
+    args = ["-m", "seed=0,1,2,3", "epochs=1", *TINY, f"tracking.uri={uri}",
+            "tracking.experiment=pg"]
+    procs = [_launch(args, tmp_path, f"l{i}") for i in range(2)]
+    codes = [p.wait(timeout=400) for p in procs]
+    logs = [(tmp_path / f"l{i}.log").read_text() for i in range(2)]
+    assert codes == [0, 0], "\n\n".join(logs)
+    parents, jobs = _runs(MlflowClient(uri), "pg")
+    _one_finished_run_per_config(jobs, 4)
+    assert sum(int(p.data.metrics["run"]) for p in parents) == 4, logs
