@@ -37,6 +37,7 @@ import numpy as np
 
 from .blas import axpy, scal
 from .layers import GradSink
+from .registry import Registry
 
 __all__ = ["Optimizer", "SGD", "Adam", "SHARED", "get", "names", "params", "register"]
 
@@ -44,33 +45,10 @@ __all__ = ["Optimizer", "SGD", "Adam", "SHARED", "get", "names", "params", "regi
 # optimizer that takes them; each optimizer's other settings are its own (``optimizer.<p>``)
 SHARED = ("lr", "momentum", "weight_decay")
 
-_REGISTRY: dict[str, type["Optimizer"]] = {}
-
-
-def register(name: str) -> Callable[[type["Optimizer"]], type["Optimizer"]]:
-    """Class decorator adding an optimizer to the registry under ``name``."""
-
-    def deco(cls: type[Optimizer]) -> type[Optimizer]:
-        if name in _REGISTRY:
-            raise ValueError(f"optimizer {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def names() -> list[str]:
-    """Sorted names of the registered optimizers."""
-    return sorted(_REGISTRY)
-
-
-def optimizer_class(name: str) -> type["Optimizer"]:
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(names())}") \
-            from None
+_REGISTRY: Registry[type["Optimizer"]] = Registry("optimizer")
+register = _REGISTRY.register
+names = _REGISTRY.names
+optimizer_class = _REGISTRY.get  # the class registered under a name (ValueError: valid ones)
 
 
 @functools.lru_cache(maxsize=None)
