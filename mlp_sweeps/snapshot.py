@@ -30,6 +30,7 @@ import math
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import TrackingError
@@ -112,7 +113,9 @@ def experiment_names(uri: str) -> list[str] | None:
 
 
 def _connect(db) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    # as a URI (its path percent-encoded: a folder may hold '?', '#' or '%')
+    conn = sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True,
+                           timeout=BUSY_TIMEOUT_S)
     conn.execute("PRAGMA query_only = 1")
     return conn
 

@@ -147,3 +147,15 @@ def test_dry_run_reads_the_store_and_writes_nothing(tmp_path):
     assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
     assert "2 jobs planned, 2 to run" in dry.stdout + dry.stderr
     assert not fresh.parent.exists()
+
+
+def test_a_store_in_a_folder_with_uri_characters_is_read(tmp_path):
+    """The read-only connection is a URI: '#', '%' and spaces in the folder are escaped."""
+    import shutil
+
+    uri, _ = _store(tmp_path)
+    odd = tmp_path / "runs #1 100%" / "mlflow.db"
+    odd.parent.mkdir()
+    shutil.copy(tmp_path / "store" / "mlflow.db", odd)
+    runs = snapshot.read(f"sqlite:///{odd}", ["a"])
+    assert runs is not None and len(runs) == len(snapshot.read(uri, ["a"])) == 6
