@@ -136,6 +136,15 @@ def timed(timing: pd.DataFrame, **where) -> pd.DataFrame:
     return timing[keep]
 
 
+def _epoch_noise(rows: pd.DataFrame) -> str:
+    """How much one configuration's epochs varied in the timing pass (its slowest epoch over
+    its fastest, the largest over ``rows``): differences below it are noise."""
+    if not {"epoch_s_min", "epoch_s_max"} <= set(rows.columns) or rows.empty:
+        return ""
+    noise = float((rows["epoch_s_max"] / rows["epoch_s_min"]).max())
+    return f" (one configuration's epochs varied by up to {noise:.3f}x)"
+
+
 def timing_problem(rows: pd.DataFrame, needed: int) -> str | None:
     """Why these timing rows cannot be used (None if they can)."""
     if len(rows) < needed:
@@ -167,7 +176,8 @@ def judge_activations(runs, curves, timing, level=0.97):
         parts += [Part("GELU slowest per epoch", None, why), Part("ReLU fastest per epoch", None, why)]
     else:
         per = t.groupby("activation")["epoch_s"].median().sort_values()
-        text = "s per epoch alone: " + listing(per, lambda s: f"{s:.3f}")
+        text = "s per epoch alone: " + listing(per, lambda s: f"{s:.3f}") + \
+            f"; slowest / fastest {per.max() / per.min():.3f}" + _epoch_noise(t)
         parts += [Part("GELU slowest per epoch", per.idxmax() == "gelu", text),
                   Part("ReLU fastest per epoch", per.idxmin() == "relu", text)]
     return parts
