@@ -113,7 +113,7 @@ class Report:
         pub = self.published_rows()
         at = pub[pub["epochs"] >= PROTOCOL.epochs]
         seeds = sorted({int(s) for r in at["runs"] for s in r["seed"]})
-        within = int((at["delta_pts"].abs() <= PROTOCOL.tolerance_pts).sum())
+        within = int((at["delta_pts"].abs().round(9) <= PROTOCOL.tolerance_pts).sum())
         over = f"our mean over seeds {', '.join(map(str, seeds))}, " if seeds else ""
         rows.append({"": f"published test accuracies reproduced within ±"
                          f"{PROTOCOL.tolerance_pts:g} points ({over}{PROTOCOL.epochs} epochs)",
