@@ -246,29 +246,31 @@ def ray_cluster():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_two_launchers_through_the_tracking_server_train_each_configuration_once(
+def test_three_launchers_through_the_tracking_server_train_each_configuration_once(
         server, tmp_path):
     """Claims through a tracking server (the store read and written over HTTP, as by
-    launchers on several machines): two launchers of one sweep split it."""
-    args = ["-m", "seed=0,1,2,3", "epochs=1", "data.train_limit=500", "data.test_limit=200",
-            "hidden_size=16", "blas_threads=1", "hydra.launcher.n_jobs=1",
-            f"tracking.uri={server.url}", "tracking.experiment=served-claims"]
+    launchers on several machines): three launchers of one 12-job sweep split it, each
+    configuration trained once."""
+    args = ["-m", "seed=0,1,2,3,4,5", "lr=0.05,0.1", "epochs=1", "data.train_limit=500",
+            "data.test_limit=200", "hidden_size=16", "blas_threads=1",
+            "hydra.launcher.n_jobs=1", f"tracking.uri={server.url}",
+            "tracking.experiment=served-claims"]
     procs = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args,
                                f"hydra.sweep.dir={tmp_path / f'l{i}'}"], cwd=tmp_path,
                               env=clean_env(), stdout=open(tmp_path / f"l{i}.log", "w"),
-                              stderr=subprocess.STDOUT) for i in range(2)]
+                              stderr=subprocess.STDOUT) for i in range(3)]
     codes = [p.wait(timeout=400) for p in procs]
-    logs = "\n\n".join((tmp_path / f"l{i}.log").read_text() for i in range(2))
-    assert codes == [0, 0], logs
+    logs = "\n\n".join((tmp_path / f"l{i}.log").read_text() for i in range(3))
+    assert codes == [0, 0, 0], logs
     client = MlflowClient(server.url)
     exp = client.get_experiment_by_name("served-claims")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("sweep") == "parent"]
     finished = [r.data.tags["config_hash"] for r in runs
                 if r.data.tags.get("sweep") != "parent" and r.info.status == "FINISHED"]
-    assert len(finished) == 4 and len(set(finished)) == 4, logs
+    assert len(finished) == 12 and len(set(finished)) == 12, logs
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    assert sum(int(p.data.metrics["run"]) for p in parents) == 4, logs
+    assert len(parents) == 3 and sum(int(p.data.metrics["run"]) for p in parents) == 12, logs
 
 
 def test_ray_launcher_runs_the_sweep_on_both_nodes_and_logs_to_the_server(
