@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # mlflow is imported only where a store is opened
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Tag", "Outcome", "RunStatus", "Ledger", "Heartbeat", "latest_by_config",
+__all__ = ["Tag", "Outcome", "RunStatus", "Ledger", "Heartbeat", "latest_by_config", "alive",
            "outcome_of", "CLAIMED"]
 
 
@@ -156,6 +156,12 @@ def heartbeat_age(run, now: float | None = None) -> float:
     return now - last
 
 
+def alive(run, heartbeat_timeout_s: float, now: float | None = None) -> bool:
+    """Whether a RUNNING run is still running: its heartbeat is younger than the timeout
+    (on any host; a run without one, since its start)."""
+    return heartbeat_age(run, now) <= heartbeat_timeout_s
+
+
 def _order(run) -> tuple:
     """Claims are ordered by start time, then run id (the same on every store)."""
     return run.info.start_time or 0, run.info.run_id
@@ -206,9 +212,8 @@ class Ledger:
         return latest_by_config(self.settle(self.runs(parent=parent)))
 
     def is_alive(self, run) -> bool:
-        """Whether a RUNNING run is still running: its heartbeat is younger than the
-        timeout (on any host; a run without one, since its start)."""
-        return heartbeat_age(run) <= self.heartbeat_timeout_s
+        """:func:`alive` with this ledger's timeout."""
+        return alive(run, self.heartbeat_timeout_s)
 
     # writing ------------------------------------------------------------------------------
     def start(self, name: str, tags: Mapping[str, Any], parent: str | None = None) -> str:

@@ -39,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import parallelism, plan, progress, snapshot, workers
 from .errors import UserError
-from .ledger import (CLAIMED, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, heartbeat_age,
+from .ledger import (CLAIMED, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, alive,
                      latest_by_config)
 from .store import resolve_uri
 
@@ -191,8 +191,7 @@ def split(jobs: list[plan.Job], runs: Sequence[Any], rerun: bool, heartbeat_time
                                          ).split(",") if g]
             if set(j.grids) - set(had):  # reused by another grid: say so on the run
                 regrid[r.info.run_id] = ",".join(had + [g for g in j.grids if g not in had])
-        elif r.info.status == RunStatus.RUNNING and \
-                heartbeat_age(r) <= heartbeat_timeout_s:
+        elif r.info.status == RunStatus.RUNNING and alive(r, heartbeat_timeout_s):
             done.append(j)  # alive elsewhere: do not start it twice
             log.info("Not starting %s: claimed by run %s, alive on host %s", j.name,
                      r.info.run_id, r.data.tags.get(Tag.HOST, "?"))
