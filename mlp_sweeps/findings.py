@@ -325,7 +325,7 @@ def judge_weight_decay(runs, curves, timing, large=0.1, clearly=1.0, same=0.5):
     return parts
 
 
-def judge_batch_size(runs, curves, timing, level=0.97, min_evals=4):
+def judge_batch_size(runs, curves, timing, level=0.97, min_evals=4, visibly=1.5):
     acc = mean_by(runs, "batch_size")
     jitter, n_evals = {}, {}
     for b, part in runs.groupby("batch_size"):
@@ -342,9 +342,13 @@ def judge_batch_size(runs, curves, timing, level=0.97, min_evals=4):
                    f"{PROTOCOL.epochs} epochs)")
     else:
         smallest = jitter.index.min()
-        osc = Part(f"batch {smallest:g} oscillates most", bool(jitter.idxmax() == smallest),
+        others = jitter.drop(smallest).max() if len(jitter) > 1 else math.nan
+        ratio = jitter[smallest] / others if others > 0 else math.inf
+        osc = Part(f"batch {smallest:g} oscillates most", bool(ratio >= visibly),
                    "mean |change| of test accuracy between evaluations over the second half, "
-                   f"points: {listing(jitter, lambda v: f'{100 * v:.3f}')}")
+                   f"points: {listing(jitter, lambda v: f'{100 * v:.3f}')}; batch "
+                   f"{smallest:g} / the most of the others {ratio:.2f}x (visibly: "
+                   f">= {visibly:g}x)")
     return [osc, Part(f"all converge to high accuracy (> {level:.0%})",
                       bool((acc > level).all()), listing(acc))]
 

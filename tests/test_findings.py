@@ -223,6 +223,13 @@ def test_batch_size_holds_when_batch_10_jitters_most():
     assert j.verdict is Verdict.HOLDS, j.evidence()
 
 
+def test_batch_10_jittering_as_much_as_another_batch_is_not_oscillating_most():
+    """Equal jitter (on the real runs batch 10 and 100 differed by 1e-15) is not 'most'."""
+    j = verdict(7, study_runs(jitter=lambda c: 0.01 if c["batch_size"] in (10, 100) else 0.001))
+    osc = j.parts[0]
+    assert osc.held is False and "1.00x" in osc.evidence
+
+
 def test_batch_size_does_not_hold_when_another_jitters_more():
     j = verdict(7, study_runs(acc=lambda c: 0.96, jitter=lambda c: 0.01 if c["batch_size"] == 1000
                               else 0.001))
