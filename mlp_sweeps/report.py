@@ -63,8 +63,9 @@ class Report:
         self.runs = select_runs(evidence.runs, self.study)
         self.timing = evidence.timing if not evidence.timing.empty else None
         self.published = read_published()
-        self.judgements: list[tuple] = [(f, evaluate(f, self.runs, evidence.curves, self.timing))
-                                        for f in FINDINGS]
+        self.judgements: list[tuple] = [
+            (f, evaluate(f, self.runs, evidence.curves, self.timing, study=self.study))
+            for f in FINDINGS]
 
     # status ----------------------------------------------------------------------------------
     def coverage(self) -> list[tuple[str, str]]:

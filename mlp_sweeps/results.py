@@ -111,7 +111,7 @@ def load_runs(uri: str | None = None, experiment: str | Iterable[str] = "mlp-swe
     else:
         runs = snapshot.read(uri, names)
         missing = [] if runs is None else \
-            sorted(set(names) - _existing_names(uri, names, runs))
+            sorted(set(names) - _existing_names(uri, names))
         if runs is None or missing:
             _no_experiment(uri, names if runs is None else missing)
     if parent_run_id:
@@ -119,7 +119,7 @@ def load_runs(uri: str | None = None, experiment: str | Iterable[str] = "mlp-swe
     return frame(runs, latest_per_config)
 
 
-def _existing_names(uri: str, names: list[str], runs: list) -> set[str]:
+def _existing_names(uri: str, names: list[str]) -> set[str]:
     """The names among ``names`` that exist (a snapshot of several experiments is None
     only when none exists)."""
     if len(names) == 1:
