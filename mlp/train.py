@@ -34,8 +34,9 @@ class Result:
         One dict per completed epoch: ``epoch, train_loss, train_acc, epoch_time_s`` and,
         on evaluation epochs, ``test_loss, test_acc``.
     metrics : dict
-        Summary: final and best metrics, ``train_time_s``, ``samples_per_s``,
-        ``epochs_completed`` and, if diverged, ``diverged_epoch``.
+        Summary: final and best metrics, ``train_time_s``, ``cpu_time_s`` (the CPU time the
+        process used meanwhile, all its threads), ``samples_per_s``, ``epochs_completed``
+        and, if diverged, ``diverged_epoch``.
     timing : dict
         Seconds spent in ``data`` (batch gathering), ``forward`` (network, loss and the
         train metrics), ``backward`` (loss gradient and network), ``update`` (optimizer) and
@@ -102,7 +103,7 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.from_dict(cfg)
     cfg.validate()
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     ds = data if data is not None else load_data(cfg)
     net, loss, opt = build(cfg, ds.n_features, ds.n_classes)
     shuffle_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
@@ -117,6 +118,7 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
     clock = time.perf_counter
     first = 1
     before_s = 0.0  # training time spent before the checkpoint resumed from (other processes)
+    before_cpu_s = 0.0  # and the CPU time this process's threads used then
     if resume is not None:
         checkpoint.check_matches(resume, cfg.to_dict())
         net.load_state_dict(resume["params"])
@@ -129,13 +131,15 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
         # checkpoints written before "elapsed_s" existed: the epochs' and evaluations' times
         before_s = resume.get("elapsed_s", sum(r["epoch_time_s"] + r.get("eval_time_s", 0.0)
                                                for r in history))
+        before_cpu_s = resume.get("cpu_s", before_s)
 
     def state(epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "params": net.state_dict(), "optimizer": opt.state_dict(),
                 "shuffle_rng": shuffle_rng.bit_generator.state,
                 "dropout_rng": net.dropout_rng.bit_generator.state,
                 "history": list(history), "timing": dict(timing), "config": cfg.to_dict(),
-                "elapsed_s": before_s + clock() - t_start}
+                "elapsed_s": before_s + clock() - t_start,
+                "cpu_s": before_cpu_s + time.process_time() - cpu_start}
 
     with np.errstate(all="ignore"):  # overflow is detected as divergence, not warned about
         for epoch in range(first, cfg.epochs + 1):
@@ -200,6 +204,9 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
 
     total = before_s + clock() - t_start  # a resumed run counts its time before the resume
     metrics = _summary(history, total, n)
+    # the CPU time of the process's threads over the same span: against train_time_s it
+    # tells how much of a core the run got (other processes on the machine take the rest)
+    metrics["cpu_time_s"] = before_cpu_s + time.process_time() - cpu_start
     metrics["status"] = status
     if diverged_epoch is not None:
         metrics["diverged_epoch"] = diverged_epoch

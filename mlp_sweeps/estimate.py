@@ -21,9 +21,11 @@ the store.
 3. **Ratio** (:func:`ratio`): real run time (``train_time_s``) over the floor, learned from
    the runs in the store: the configuration's own past runs, else runs of the same shape
    (layer sizes, batch size, dtype, examples), else all runs, else a default; each with an
-   uncertainty from the spread it measures. A learned ratio carries the load its runs
-   saw; the default is an idle machine's, stretched by the load measured now
-   (:func:`probe_load`: the sweep's threads sharing the cores with the others').
+   uncertainty from the spread it measures. Each past run counts at its time on an idle
+   machine (its time times the share of its cores it got: :func:`cpu_share`, from its
+   ``cpu_time_s``), and every ratio is stretched by the load measured now
+   (:func:`probe_load`: which threads are runnable, at which nice level; the sweep's
+   threads get their weighted fair share of the cores, as Linux's scheduler gives it).
 4. **Wall** (:func:`schedule`): the jobs longest first over ``n_jobs`` workers (each job
    to the first free worker), plus a fixed per-job and per-sweep overhead.
 
@@ -51,8 +53,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["Gemm", "Hidden", "Update", "Step", "Work", "work", "data_sizes", "train_gemms",
-           "Rates", "machine_key", "measure", "timed_as", "Load", "probe_load", "Ratio", "ratio",
-           "past_ratios", "RatioIndex", "shape", "schedule", "JobEstimate", "Estimate", "for_jobs",
+           "Rates", "machine_key", "measure", "timed_as", "Load", "probe_load", "fair_share",
+           "nice_weight", "runnable_threads", "Ratio", "ratio", "past_ratios", "cpu_share",
+           "RatioIndex", "shape", "schedule", "JobEstimate", "Estimate", "for_jobs",
            "estimate_line"]
 
 # examples (train, test), features and classes of each dataset
@@ -423,32 +426,152 @@ class Load:
     share: float  # of a core one thread of this process got in the probe (1: a core to itself)
     others: float  # cores other processes kept busy meanwhile
     loadavg: float = 0.0  # runnable threads, averaged over the last minute
+    # other processes' threads seen runnable during the probe (Linux), each as (the
+    # fraction of the probe's samples it was runnable in, its scheduler weight relative to
+    # a thread of ours at nice 0 (nice +5: 1.25**-5 = 0.33), its scheduling group: "" for
+    # this process's own, else another autogroup (a session: another terminal, a service)
+    runnable: tuple[tuple[float, float, str], ...] | None = None
+    # the other groups' weights relative to ours (an autogroup's own nice level)
+    group_weights: tuple[tuple[str, float], ...] = ()
 
     def competing(self, cores: int | None = None) -> float:
-        """Threads of other processes that will compete with the sweep's: the most of the
-        cores they kept busy, the last minute's load average and, on a saturated machine,
-        as many as give the share the probe got (short bursts make the probe's share
-        optimistic, the load average slow: each alone misses some load)."""
+        """Threads of other processes that will compete with the sweep's. From the
+        runnable threads seen when known (each counted by the time it was runnable);
+        else the most of the cores they kept busy, the last minute's load average and, on
+        a saturated machine, as many as give the share the probe got (short bursts make
+        the probe's share optimistic, the load average slow: each alone misses some
+        load)."""
+        if self.runnable is not None:
+            return sum(t[0] for t in self.runnable)
         cores = cores or os.cpu_count() or 1
         from_share = cores / self.share - 1 if self.share < 0.9 else 0.0
         return max(self.others, self.loadavg, from_share)
 
     def slowdown(self, threads: int, cores: int | None = None) -> float:
-        """Expected stretch of run times when the sweep's ``threads`` join: the competing
-        threads and ours shared fairly over the cores."""
+        """Expected stretch of run times when the sweep's ``threads`` join (in this
+        process's scheduling group, as its workers will be). With the runnable threads
+        known: the scheduler's weighted fair share (:func:`fair_share`). Else the
+        competing threads and ours shared equally over the cores."""
         cores = cores or os.cpu_count() or 1
+        if self.runnable is not None:
+            return 1.0 / fair_share(self.runnable, threads, cores, dict(self.group_weights))
         return max(1.0, (self.competing(cores) + threads) / cores)
 
 
-def probe_load(seconds: float = 0.3) -> Load:
+def _level(entries: Sequence[tuple[float, float]], capacity: float) -> float:
+    """Weighted water-filling: the level ``s`` at which sum(min(demand, s * weight)) =
+    ``capacity`` (inf when every demand fits)."""
+    if sum(d for d, _ in entries) <= capacity:
+        return math.inf
+    lo, hi = 0.0, max(d / w for d, w in entries if w > 0) if entries else 1.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if sum(min(d, mid * w) for d, w in entries) < capacity else (lo, mid)
+    return lo
+
+
+def fair_share(others: Sequence[tuple], threads: int, cores: int,
+               group_weights: dict[str, float] | None = None) -> float:
+    """The share of a core each of ``threads`` busy threads (weight 1, in this process's
+    scheduling group) gets beside ``others`` ((demand in cores, weight[, group]) each: no
+    group or "" is ours) on ``cores`` cores, as Linux's fair scheduler divides them: first
+    between the groups (autogroups: sessions) by their weights, each group using at most
+    what its threads ask for, then within our group between its threads by their nice
+    weights, each thread at most a core and at most what it asks for."""
+    if threads <= 0:
+        return 1.0
+    weights = group_weights or {}
+    ours = [(1.0, 1.0)] * threads
+    groups: dict[str, float] = {}
+    for t in others:
+        d, w, g = (t[0], t[1], t[2] if len(t) > 2 else "")
+        if g:
+            groups[g] = groups.get(g, 0.0) + d
+        else:
+            ours.append((min(d, 1.0), w))
+    top = [(min(cores, sum(d for d, _ in ours)), 1.0)] + \
+        [(min(cores, d), weights.get(g, 1.0)) for g, d in groups.items()]
+    ours_cores = min(top[0][0], _level(top, cores))
+    return min(1.0, _level(ours, ours_cores))
+
+
+def nice_weight(nice: int) -> float:
+    """The scheduler weight of a nice level relative to nice 0 (Linux's table: 1024 at 0,
+    about 1.25x per level)."""
+    return 1.25 ** -nice
+
+
+def _autogroup(pid: int | str) -> tuple[str, int] | None:
+    """A process's autogroup and the group's nice level, from ``/proc/PID/autogroup``
+    ("/autogroup-816 nice 0"); None where there is none."""
+    try:
+        with open(f"/proc/{pid}/autogroup") as f:
+            name, _, nice = f.read().split()
+        return name, int(nice)
+    except (OSError, ValueError):
+        return None
+
+
+def _autogroups_enabled() -> bool:
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
+def runnable_threads(skip_pid: int | None = None) -> dict[int, tuple[int, int]] | None:
+    """``{thread id: (process id, nice)}`` of the threads runnable now (state R in /proc),
+    leaving out those of ``skip_pid``; None where /proc cannot be read."""
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    out = {}
+    for p in pids:
+        if skip_pid is not None and int(p) == skip_pid:
+            continue
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open(f"/proc/{p}/task/{t}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) "
+            if len(fields) > 16 and fields[0] == b"R":
+                out[int(t)] = (int(p), int(fields[16]))
+    return out
+
+
+def probe_load(seconds: float = 0.3, samples: int = 10) -> Load:
     """Run a single-threaded loop for ``seconds`` of wall time; its CPU time over the wall
-    time is the share of a core a new thread gets now, and /proc/stat tells the cores the
-    other processes used meanwhile (Linux; elsewhere: idle)."""
+    time is the share of a core a new thread gets now, /proc/stat tells the cores the
+    other processes used meanwhile, and ``samples`` looks at /proc say which threads
+    were runnable, at which nice level, in which autogroup (Linux; elsewhere: idle)."""
     from .timing import _busy_seconds
 
+    me = os.getpid()
+    own_nice = os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else 0
+    seen: dict[int, list[int]] = {}  # tid -> [samples runnable in, pid, nice]
+    looked = 0
     x = np.ones(64)
     busy0, w0, c0 = _busy_seconds(), time.perf_counter(), time.process_time()
-    while time.perf_counter() - w0 < seconds:
+    while True:
+        elapsed = time.perf_counter() - w0
+        if elapsed >= seconds:
+            break
+        if looked < samples and elapsed >= looked * seconds / samples:
+            now = runnable_threads(skip_pid=me)
+            if now is None:
+                samples = looked = 0
+            else:
+                looked += 1
+                for tid, (pid, nice) in now.items():
+                    seen.setdefault(tid, [0, pid, nice])[0] += 1
         for _ in range(200):
             x = x * 1.0000001
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
@@ -458,7 +581,24 @@ def probe_load(seconds: float = 0.3) -> Load:
         loadavg = os.getloadavg()[0]
     except OSError:
         loadavg = 0.0
-    return Load(min(1.0, cpu / wall), max(0.0, others), loadavg)
+    if not looked:
+        return Load(min(1.0, cpu / wall), max(0.0, others), loadavg)
+    # with autogroups on, the scheduler shares the cores between sessions first: a thread
+    # of another session counts in its group (weighed by the group's nice), not by its own
+    mine = _autogroup("self") if _autogroups_enabled() else None
+    groups: dict[int, tuple[str, int] | None] = {}
+    runnable, weights = [], {}
+    for n, pid, nice in seen.values():
+        if mine is not None and pid not in groups:
+            groups[pid] = _autogroup(pid)
+        g = groups.get(pid)
+        if g is not None and g[0] != mine[0]:
+            weights[g[0]] = nice_weight(g[1] - mine[1])
+            runnable.append((n / looked, nice_weight(nice), g[0]))
+        else:
+            runnable.append((n / looked, nice_weight(nice - own_nice), ""))
+    return Load(min(1.0, cpu / wall), max(0.0, others), loadavg, tuple(runnable),
+                tuple(weights.items()))
 
 
 # ---------------------------------------------------------------------------------------
@@ -565,8 +705,21 @@ def past_ratios(runs: pd.DataFrame | None, rates: Rates,
             continue
         sh, floor = floors[key]
         rows.append({"config_hash": r["config_hash"], "shape": sh,
-                     "ratio": float(r["time_s"]) / floor if floor > 0 else np.nan})
+                     "ratio": float(r["time_s"]) * cpu_share(r) / floor if floor > 0
+                     else np.nan})
     return pd.DataFrame(rows) if rows else None
+
+
+def cpu_share(run) -> float:
+    """The share of its cores a past run got: its CPU time over its wall time and BLAS
+    threads (at most 1); 1 when the run did not record it. A run's time times its share is
+    its time on an idle machine, the load it saw taken out."""
+    cpu, wall = run.get("cpu_s"), run.get("time_s")
+    threads = run.get("threads")
+    if cpu is None or wall is None or not (cpu > 0 and wall > 0):  # NaN: not recorded
+        return 1.0
+    threads = int(threads) if threads is not None and threads == threads and threads > 0 else 1
+    return min(1.0, float(cpu) / (float(wall) * threads))
 
 
 def shape(cfg: TrainConfig) -> tuple:
@@ -632,7 +785,7 @@ class JobEstimate:
     floor_s: float
     ratio: Ratio
     overhead_s: float
-    load: float = 1.0  # the machine's load now, applied where the ratio did not learn it
+    load: float = 1.0  # the stretch of the run by the machine's load now
 
     @property
     def run_s(self) -> float:
@@ -692,6 +845,14 @@ class Estimate:
                  "+-": f"{j.ratio.uncertainty:.0%}", "from": j.ratio.basis} for j in self.jobs]
         return pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.1f}")
 
+    def _niced(self) -> str:
+        run = self.load.runnable or ()
+        apart = sum(t[0] for t in run if t[2])
+        niced = sum(t[0] for t in run if t[1] < 0.99 and not t[2])
+        parts = ([f"{apart:.1f} in other sessions"] if apart >= 0.05 else []) + \
+            ([f"{niced:.1f} niced"] if niced >= 0.05 else [])
+        return f" ({', '.join(parts)})" if parts else ""
+
     def lines(self) -> list[str]:
         """The table, how sure it is, and the machine-readable ``estimate:`` line last."""
         n = len(self.jobs)
@@ -699,7 +860,7 @@ class Estimate:
                if self.measured else "rates: from the cache")
         busy = "" if self.load is None else (
             f"machine load now: {self.load.competing():.1f} other threads on "
-            f"{os.cpu_count() or 1} cores: x{self.slowdown:.1f} where no past run tells; ")
+            f"{os.cpu_count() or 1} cores{self._niced()}: runs x{self.slowdown:.2f}; ")
         return [self.table(),
                 f"{n} job{'s' * (n != 1)} on {self.n_workers} workers x {self.threads} BLAS "
                 f"thread{'s' * (self.threads != 1)}; +-{self.uncertainty:.0%} "
@@ -772,7 +933,7 @@ def for_jobs(configs: Sequence[TrainConfig], n_jobs: int, runs: pd.DataFrame | N
         r = ratio(h, cfg, index)
         jobs.append(JobEstimate(names[i] if names is not None else f"#{i}", h, cfg, w, floor, r,
                                 (JOB_OVERHEAD_S + EFFICIENCY_STEPS * step) * slowdown,
-                                slowdown if r.level == "default" else 1.0))
+                                slowdown))
     jobs.sort(key=lambda j: -j.job_s)
     makespan, _ = schedule([j.job_s for j in jobs], n_jobs)
     over = SWEEP_OVERHEAD_S * slowdown

@@ -75,6 +75,7 @@ METRICS = {
     "final_test_acc": "test_acc",
     "best_test_acc": "best_test_acc",
     "train_time_s": "time_s",
+    "cpu_time_s": "cpu_s",
     "epochs_completed": "epochs_done",
     "samples_per_s": "samples_per_s",
     "diverged_epoch": "diverged_epoch",
@@ -162,7 +163,8 @@ def frame(runs: Iterable, latest_per_config: bool = True) -> pd.DataFrame:
                "mlflow_status": r.info.status, "start_time": r.info.start_time,
                "status": outcome_of(r), "config_hash": tags.get(Tag.CONFIG_HASH),
                "grid": tags.get(Tag.GRID, ""), "parent_run_id": tags.get(Tag.PARENT),
-               "error": tags.get(Tag.ERROR, ""), "experiment_id": r.info.experiment_id}
+               "error": tags.get(Tag.ERROR, ""), "experiment_id": r.info.experiment_id,
+               "threads": _typed(tags.get(Tag.BLAS_THREADS), int)}
         for key, (col, kind) in PARAMS.items():
             row[col] = _typed(r.data.params.get(key), kind)
         for key, col in METRICS.items():
@@ -170,7 +172,8 @@ def frame(runs: Iterable, latest_per_config: bool = True) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows, columns=["run_id", "run_name", "status", "mlflow_status",
                                      "start_time", "config_hash", "grid", "parent_run_id",
-                                     "error", "experiment_id", *CONFIG_COLUMNS, *METRICS.values()])
+                                     "error", "experiment_id", "threads", *CONFIG_COLUMNS,
+                                     *METRICS.values()])
     return df.sort_values("start_time", kind="stable").reset_index(drop=True)
 
 

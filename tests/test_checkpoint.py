@@ -55,6 +55,10 @@ def test_a_resumed_run_counts_its_training_time_before_the_checkpoint(mnist_smal
     epochs = sum(r["epoch_time_s"] + r.get("eval_time_s", 0.0) for r in resumed.history)
     assert len(resumed.history) == 6
     assert resumed.metrics["train_time_s"] >= epochs  # all six epochs, four of them before
+    # the CPU time is carried over the same way (the estimator's share of a core the run got)
+    assert states[-1]["cpu_s"] > 0 and resumed.metrics["cpu_time_s"] > 0
+    heavy = dict(checkpoint.load(path), cpu_s=1000.0)
+    assert train(_cfg(), data=mnist_small, resume=heavy).metrics["cpu_time_s"] >= 1000.0
     # a checkpoint from before elapsed_s was saved: the epochs' times stand in for it
     old = {k: v for k, v in checkpoint.load(path).items() if k != "elapsed_s"}
     again = train(_cfg(), data=mnist_small, resume=old)

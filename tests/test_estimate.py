@@ -151,10 +151,13 @@ def test_for_jobs_prints_the_table_and_the_line(tmp_path):
     by = {j.name: j for j in est.jobs}
     # busy: 2 others (saturated: 2 cores / 0.5 share - 1 = 3 competing) + 2 threads of ours
     assert est.slowdown == pytest.approx((3 + 2) / 2)
-    assert by["base"].load == 1.0 and by["base"].ratio.value == pytest.approx(4)  # learned
-    assert by["gelu"].ratio.level == "shape" and by["gelu"].load == 1.0
+    # every ratio (learned at an idle machine's pace) is stretched by the load now
+    assert by["base"].ratio.value == pytest.approx(4)  # learned
+    assert by["gelu"].ratio.level == "shape"
     assert by["wide"].ratio.level == "machine"
-    assert est.total_s == pytest.approx(sum(j.floor_s * j.ratio.value for j in est.jobs))
+    assert {j.load for j in est.jobs} == {est.slowdown}
+    assert est.total_s == pytest.approx(sum(j.floor_s * j.ratio.value * est.slowdown
+                                            for j in est.jobs))
     makespan, _ = E.schedule([j.job_s for j in est.jobs], 2)
     assert est.wall_s == pytest.approx(makespan + E.SWEEP_OVERHEAD_S * est.slowdown)
     assert [j.job_s for j in est.jobs] == sorted((j.job_s for j in est.jobs), reverse=True)
@@ -167,6 +170,87 @@ def test_default_ratio_takes_the_load_now():
     assert E.Load(share=0.25, others=1.9).slowdown(2, cores=2) == pytest.approx(4.5)
     # a load average above what the probe saw wins (other processes' bursts)
     assert E.Load(share=0.25, others=1.9, loadavg=12.0).slowdown(2, cores=2) == 7.0
+
+
+def test_a_past_run_counts_at_the_share_of_its_cores_it_got(tmp_path):
+    a = tiny()
+    rates = seeded_rates(tmp_path, [a])
+    fa = rates.floor(E.work(a))
+    runs = runs_frame([("a", a, 4.0 * fa, "finished"), ("b", a, 4.0 * fa, "finished"),
+                       ("c", a, 4.0 * fa, "finished"), ("d", a, 4.0 * fa, "finished")])
+    # a: half a core (CPU 2 of 4 s); b: two threads, 6 CPU s of 8 possible; c: a core to
+    # itself; d: recorded no CPU time (an older run): counted as it is
+    runs["cpu_s"] = [2.0 * fa, 6.0 * fa, 4.0 * fa, np.nan]
+    runs["threads"] = [1, 2, 1, np.nan]
+    past = E.past_ratios(runs, rates)
+    assert list(past["ratio"].round(6)) == [2.0, 3.0, 4.0, 4.0]
+    assert E.cpu_share({"cpu_s": 5.0, "time_s": 4.0, "threads": 1}) == 1.0  # at most 1
+
+
+def test_weighted_fair_share_of_the_cores():
+    niced = E.nice_weight(5)
+    assert niced == pytest.approx(1 / 1.25 ** 5) and E.nice_weight(0) == 1.0
+    # two of ours beside two busy threads at nice 5 on 2 cores: each core shared 1 : 0.33
+    two_niced = E.Load(1.0, 2.0, runnable=((1.0, niced), (1.0, niced)))
+    assert two_niced.slowdown(2, cores=2) == pytest.approx(1 + niced, rel=1e-6)
+    assert two_niced.competing() == 2.0
+    # the same threads at nice 0: half a core each
+    assert E.Load(1.0, 2.0, runnable=((1.0, 1.0), (1.0, 1.0))).slowdown(2, 2) == \
+        pytest.approx(2.0, rel=1e-6)
+    # one busy thread, 3 threads on 2 cores: 2/3 of a core each
+    assert E.Load(1.0, 1.0, runnable=((1.0, 1.0),)).slowdown(2, 2) == \
+        pytest.approx(1.5, rel=1e-6)
+    # room for everyone; a thread runnable a tenth of the time takes no more than that
+    assert E.Load(1.0, 0.0, runnable=((1.0, 1.0),)).slowdown(1, 2) == 1.0
+    # three threads a tenth of the time and one busy: 0.3 + 3 s = 2 cores
+    assert E.fair_share([(0.1, 1.0)] * 3 + [(1.0, 1.0)], 2, 2) == pytest.approx(1.7 / 3, rel=1e-6)
+    assert E.Load(1.0, 0.0, runnable=()).slowdown(4, 2) == pytest.approx(2.0)  # only ours
+
+
+def test_another_session_shares_the_cores_as_a_group(tmp_path):
+    niced = E.nice_weight(5)
+    # autogroups: two busy threads of another session, niced or not, take the half of the
+    # cores their group is due; ours share the other half
+    other = ((1.0, niced, "/autogroup-9"), (1.0, niced, "/autogroup-9"))
+    assert E.Load(1.0, 2.0, runnable=other).slowdown(2, 2) == pytest.approx(2.0, rel=1e-6)
+    # ... unless the group itself is niced (autogroup nice 5): then as threads at nice 5
+    assert E.Load(1.0, 2.0, runnable=other, group_weights=(("/autogroup-9", niced),)) \
+        .slowdown(2, 2) == pytest.approx(1 + niced, rel=1e-6)
+    # a group asking for less than its due leaves the rest to ours
+    light = ((0.5, 1.0, "/autogroup-9"),)
+    assert E.Load(1.0, 0.5, runnable=light).slowdown(2, 2) == pytest.approx(2 / 1.5, rel=1e-6)
+    est = E.for_jobs([tiny()], 1, None, threads=1, load=E.Load(1.0, 2.0, runnable=other),
+                     cache_dir=tmp_path)
+    assert "2.0 other threads on 2 cores (2.0 in other sessions)" in est.lines()[1]
+
+
+def _busy_child(nice: int):
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(["nice", "-n", str(nice), sys.executable, "-c", "while True: pass"],
+                             start_new_session=True)  # a session of its own, as a shell's job
+    for _ in range(500):  # until it runs its loop (Python's start-up done)
+        seen = E.runnable_threads() or {}
+        if (child.pid, nice) in seen.values():
+            return child
+    child.kill()
+    raise AssertionError(f"the busy child never showed as runnable: {seen}")
+
+
+def test_the_probe_sees_a_busy_process_with_its_nice_level_and_session():
+    busy = _busy_child(7)
+    try:
+        load = E.probe_load(0.2)
+        entries = [t for t in load.runnable if t[0] > 0.5 and t[1] == pytest.approx(
+            E.nice_weight(7))]
+        assert entries, load.runnable
+        autogroups = open("/proc/sys/kernel/sched_autogroup_enabled").read().strip() == "1"
+        # with autogroups on, its own session is another scheduling group than ours
+        assert {bool(t[2]) for t in entries} == {autogroups}
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 SMALL = [E.Gemm(2, 3, 4, "nn", F32), E.Gemm(3, 2, 4, "tn", F32), E.Gemm(2, 4, 3, "nt", F32),
