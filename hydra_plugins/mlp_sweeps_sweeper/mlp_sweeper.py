@@ -33,6 +33,12 @@ class MlpSweeper(Sweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
+        from mlp_sweeps.job_config import SweepConfigLoader
+
+        # each job's config composed once per distinct set of config-group choices, not
+        # from the files again per job (mlp_sweeps/job_config.py); for every launcher
+        hydra_context = HydraContext(config_loader=SweepConfigLoader(hydra_context.config_loader),
+                                     callbacks=hydra_context.callbacks)
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
