@@ -229,13 +229,15 @@ class Ledger:
         """A started :class:`Heartbeat` for the run, every timeout / BEATS_PER_TIMEOUT."""
         return Heartbeat(self, run_id, self.heartbeat_timeout_s / BEATS_PER_TIMEOUT).start()
 
-    def close(self, run_id: str, outcome: Outcome | str, error: str | None = None) -> None:
-        """Tag the run's outcome (and error) and end it with the matching MLflow status."""
+    def close(self, run_id: str, outcome: Outcome | str, error: str | None = None,
+              metrics: Iterable[tuple[Mapping[str, float], int]] = ()) -> None:
+        """Tag the run's outcome (and error), with its last ``(metrics, step)`` records in
+        the same request, and end it with the matching MLflow status."""
         outcome = Outcome(outcome)
         tags: dict[str, Any] = {Tag.STATUS: outcome}
         if error is not None:
             tags[Tag.ERROR] = error[-ERROR_CHARS:]
-        self.tracker.set_tags(run_id, tags)
+        self.tracker.log_metric_steps(run_id, metrics, tags)
         self.tracker.end_run(run_id, CLOSED_AS[outcome])
 
     def mark_killed(self, run_id: str, why: str) -> None:

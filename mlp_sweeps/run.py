@@ -177,15 +177,14 @@ class TrackedRun:
         try:
             self._stop_heartbeat()
             if self.ledger is not None and self.run_id is not None:
-                try:
-                    self.flush()
-                except Exception:  # noqa: BLE001 - the run is closed whatever happens here
-                    if exc is None:
-                        raise
-                    log.exception("%s: could not record its last metrics", self.name)
-                if exc is None:
-                    self.ledger.close(self.run_id, self.outcome)
+                if exc is None:  # the metrics not yet sent go with the outcome: one request
+                    pending, self._pending = self._pending, []
+                    self.ledger.close(self.run_id, self.outcome, metrics=pending)
                 else:
+                    try:
+                        self.flush()
+                    except Exception:  # noqa: BLE001 - the run is closed whatever happens
+                        log.exception("%s: could not record its last metrics", self.name)
                     killed = isinstance(exc, KeyboardInterrupt)
                     self.ledger.close(self.run_id, Outcome.KILLED if killed else Outcome.FAILED,
                                       "".join(traceback.format_exception(exc)))
@@ -221,9 +220,9 @@ class TrackedRun:
             self.ledger.tracker.log_dataset(self.run_id, *dataset_input(tcfg))
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
-        """``metrics`` at ``step``, sent now with any epochs not yet sent (one request)."""
+        """``metrics`` at ``step``, sent with the epochs not yet sent at the next
+        :meth:`flush`, at the latest with the run's outcome when it closes (one request)."""
         self._pending.append((metrics, step))
-        self.flush()
 
     def flush(self) -> None:
         """Send the metrics not yet sent, in one request."""

@@ -142,15 +142,21 @@ class Tracker:
             self.client.log_batch(run_id, metrics=items)
 
     def log_metric_steps(self, run_id: str,
-                         records: Iterable[tuple[Mapping[str, float], int]]) -> None:
-        """Several steps' metrics (``(metrics, step)`` pairs) in as few requests as MLflow
-        allows (1000 metrics each)."""
+                         records: Iterable[tuple[Mapping[str, float], int]],
+                         tags: Mapping[str, Any] | None = None) -> None:
+        """Several steps' metrics (``(metrics, step)`` pairs), and ``tags`` with the last
+        of them, in as few requests as MLflow allows (1000 metrics each)."""
         ts = int(time.time() * 1000)
         items = [Metric(k, float(v), ts, step) for metrics, step in records
                  for k, v in metrics.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(run_id, metrics=items[i:i + 1000])
+        chunks = [items[i:i + 1000] for i in range(0, len(items), 1000)] or [[]]
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            run_tags = [RunTag(str(k), str(v)[:5000]) for k, v in (tags or {}).items()] \
+                if last else []
+            if chunk or run_tags:
+                self.client.log_batch(run_id, metrics=chunk, tags=run_tags)
 
     def log_artifacts(self, run_id: str, paths: Iterable[Path],
                       artifact_path: str | None = None) -> None:

@@ -74,12 +74,18 @@ def test_queries_read_every_page_and_runs_close_with_their_outcome(store):
     same = store.runs(config_hash="h", newest_first=True)
     assert [r.info.run_id for r in same] == ids[:3][::-1]
 
-    store.close(ids[0], Outcome.DIVERGED)
+    # the last metrics go with the outcome (one request), 1200 of them: two requests
+    store.close(ids[0], Outcome.DIVERGED,
+                metrics=[({"train_loss": 1.0 / s}, s) for s in range(1, 1200)]
+                + [({"final_test_acc": 0.5, "status": "no number"}, 7)])
     store.close(ids[1], Outcome.FAILED, error="Traceback ...\nValueError: boom")
     store.mark_killed(ids[2], "its worker process died")
     got = {r.info.run_id: r for r in store.runs(config_hash="h")}
     assert got[ids[0]].info.status == RunStatus.FINISHED
     assert got[ids[0]].data.tags[Tag.STATUS] == "diverged"
+    assert got[ids[0]].data.metrics == {"train_loss": 1.0 / 1199, "final_test_acc": 0.5}
+    history = store.tracker.client.get_metric_history(ids[0], "train_loss")
+    assert sorted(m.step for m in history) == list(range(1, 1200))
     assert got[ids[1]].info.status == RunStatus.FAILED
     assert got[ids[1]].data.tags[Tag.ERROR].endswith("ValueError: boom")
     assert got[ids[2]].info.status == RunStatus.KILLED
