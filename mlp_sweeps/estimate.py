@@ -230,12 +230,10 @@ def work(cfg: TrainConfig) -> Work:
 def machine_key(threads: int) -> str:
     """What a measured time is valid for: CPU model, BLAS library, version and kernel
     (threadpoolctl's ``architecture``), NumPy, and the BLAS threads."""
-    from threadpoolctl import threadpool_info
-
-    from .timing import machine
+    from .timing import machine, numpy_blas
 
     m = machine()
-    blas = next((i for i in threadpool_info() if i.get("user_api") == "blas"), {})
+    blas = numpy_blas()
     return (f"{m['cpu']} | {blas.get('internal_api', 'none')} {blas.get('version')} "
             f"{blas.get('architecture')} | numpy {np.__version__} | {threads} threads")
 
@@ -856,8 +854,9 @@ class Estimate:
     def lines(self) -> list[str]:
         """The table, how sure it is, and the machine-readable ``estimate:`` line last."""
         n = len(self.jobs)
-        src = (f"rates: {self.measured} kernels measured now in {self.measure_s:.1f} s"
-               if self.measured else "rates: from the cache")
+        blas = self.machine.split(" | ")[1] if self.machine.count(" | ") >= 2 else "?"
+        src = (f"rates ({blas}): {self.measured} kernels measured now in "
+               f"{self.measure_s:.1f} s" if self.measured else f"rates ({blas}): from the cache")
         busy = "" if self.load is None else (
             f"machine load now: {self.load.competing():.1f} other threads on "
             f"{os.cpu_count() or 1} cores{self._niced()}: runs x{self.slowdown:.2f}; ")

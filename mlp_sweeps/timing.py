@@ -25,6 +25,18 @@ from mlp.train import load_data, train
 from .study import CONFIG_KEYS
 
 
+def numpy_blas() -> dict:
+    """threadpoolctl's record of the BLAS NumPy links (its wheel's own OpenBLAS, under
+    ``numpy.libs``), else of the first BLAS loaded. SciPy's wheel brings another OpenBLAS,
+    and the order threadpoolctl lists them in is not fixed: "the first" named either."""
+    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    numpy_dir = os.path.dirname(os.path.dirname(np.__file__))  # site-packages
+    own = [i for i in blas if os.path.basename(os.path.dirname(i.get("filepath", "")))
+           in ("numpy.libs", ".dylibs") or str(i.get("filepath", "")).startswith(
+               os.path.join(numpy_dir, "numpy"))]
+    return (own or blas or [{}])[0]
+
+
 def machine() -> dict:
     """What a timing ran on: CPU model and cores, BLAS library, kernel and threads, NumPy."""
     cpu = platform.processor() or platform.machine()
@@ -34,7 +46,7 @@ def machine() -> dict:
                        if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    blas = next((i for i in threadpool_info() if i.get("user_api") == "blas"), {})
+    blas = numpy_blas()
     return {"cpu": cpu, "cores": os.cpu_count(), "blas": blas.get("internal_api", "unknown"),
             "blas_version": blas.get("version"), "kernel": blas.get("architecture"),
             "forced_kernel": os.environ.get("OPENBLAS_CORETYPE"), "blas_threads": 1,

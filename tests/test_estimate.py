@@ -284,3 +284,14 @@ def test_rates_are_measured_once_and_cached_per_machine_and_kernel(tmp_path):
 def test_the_step_kernel_is_a_real_training_step(tmp_path):
     s = E.measure(E.Step(2, "selu", "hinge", True, F32))
     assert np.isfinite(s) and s > 0
+
+
+def test_the_rates_are_keyed_by_numpys_own_blas_whatever_else_is_loaded():
+    import numpy as np
+    import scipy.linalg.blas  # noqa: F401  (SciPy's wheel loads a second OpenBLAS)
+
+    from mlp_sweeps.timing import numpy_blas
+
+    built = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    assert numpy_blas()["version"] == built["version"]
+    assert f"{numpy_blas()['version']} " in E.machine_key(1)
