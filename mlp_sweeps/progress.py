@@ -231,11 +231,18 @@ def log_datasets(ledger: Ledger, parent: str, jobs: Sequence[Job]) -> None:
 # after: the answer
 
 
+# the runs page sorted by test accuracy, best first: sorted by anything but its creation
+# time, MLflow's UI lists a sweep's runs as rows of their own instead of folding them
+# under their parent (mlflow#15802), so every run shows as the page opens
+RUNS_ORDER = "?orderByKey=metrics.%60final_test_acc%60&orderByAsc=false"
+
+
 def ui_url(uri: str, experiment_id: str, port: int = 5000) -> str:
-    """The runs page of an experiment: on its server, else on ``mlflow ui``'s default."""
+    """The runs page of an experiment, best run first: on its server, else on ``mlflow
+    ui``'s default address."""
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) \
         else f"http://127.0.0.1:{port}"
-    return f"{base}/#/experiments/{experiment_id}/runs"
+    return f"{base}/#/experiments/{experiment_id}/runs{RUNS_ORDER}"
 
 
 def next_commands(uri: str, experiment: str, experiment_id: str) -> list[str]:

@@ -94,10 +94,21 @@ def test_sweep_report_and_runs_page(tmp_path):
                 assert server.poll() is None and time.monotonic() < deadline, "mlflow ui"
                 time.sleep(0.5)
         url = f"{base}/#/experiments/{exp.experiment_id}/runs"
-        assert f"/#/experiments/{exp.experiment_id}/runs" in out  # the summary's link
+        assert f"/#/experiments/{exp.experiment_id}/runs" in out
         dom = render(url, tmp_path / "chromium")
         assert "Training runs" in dom  # the experiment opens on its runs, not GenAI's
         assert "ui sweep" in dom  # the parent's row (its children folded under it)
+        assert "activation=relu" not in dom
+        # the summary's link: the runs best first, each a row of its own
+        (link,) = re.findall(r"open (http://127\.0\.0\.1:5000/\S+)", out)
+        dom = render(link.replace("http://127.0.0.1:5000", base), tmp_path / "chromium")
+        assert "Sort: final_test_acc" in re.sub(r"<[^>]+>", "", dom)
+        names = {a: next(x.info.run_name for x in children
+                         if x.info.run_name.startswith(f"activation={a}"))
+                 for a in ("relu", "sigmoid")}
+        best, worst = names[rows[0][0]], names[rows[-1][0]]
+        assert "ui sweep" in dom and best in dom and worst in dom
+        assert dom.index(best) < dom.index(worst) < dom.index("ui sweep")
         text = re.sub(r"<[^>]+>", " ", dom)
         digest = [d.dataset.digest for d in parent.inputs.dataset_inputs][0]
         assert re.search(rf"mnist\s*\(\s*{digest}\s*\)", text)  # the Dataset column
