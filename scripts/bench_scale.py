@@ -18,7 +18,9 @@ per N) is
   ``--fill``, when only a subset ran, also on a copy of the store filled up to N runs by
   copying the recorded runs' rows in SQL (each copy its own run id and config_hash: what
   reading N runs costs, without training them), and the dry run again over that store (it
-  reads every run to decide what to skip, as a sweep's resume does).
+  reads every run to decide what to skip, as a sweep's resume does); then a copy filled
+  with the runs of every seed of the sweep (each copy given a later seed and that job's
+  config hash) and the whole sweep of N jobs run over it: all recognised and skipped.
 
 Then the growth exponent of each figure with N (the slope of log(figure) against log(N):
 1 is linear). The machine may be loaded: compare figures of one invocation, repeat.
@@ -40,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["epochs=1", "data.train_limit=200", "data.test_limit=100", "hidden_size=16"]
 PLANNED = re.compile(r"Planned and validated (\d+) jobs in ([\d.]+) s")
+SKIPPED = re.compile(r"planned: \d+ +skipped: (\d+)")
 
 
 def _peak_rss_kib(pid: int) -> int:
@@ -75,7 +78,9 @@ def sweep(root: Path, n: int, store: Path, experiment: str, workers: int,
     if proc.returncode != 0:
         raise SystemExit(f"sweep failed ({proc.returncode}): {' '.join(cmd)}\n{text[-3000:]}")
     m = PLANNED.search(text)
-    return {"wall": wall, "plan": float(m.group(2)) if m else math.nan, "rss_mib": peak / 1024}
+    skipped = SKIPPED.search(text)
+    return {"wall": wall, "plan": float(m.group(2)) if m else math.nan, "rss_mib": peak / 1024,
+            "skipped": int(skipped.group(1)) if skipped else None}
 
 
 def export(root: Path, store: Path, experiment: str) -> float:
@@ -87,9 +92,14 @@ def export(root: Path, store: Path, experiment: str) -> float:
     return time.perf_counter() - t0
 
 
-def fill(db: Path, experiment: str, target: int) -> int:
+def fill(db: Path, experiment: str, target: int, hash_of_seed=None) -> int:
     """Copy the experiment's training runs (rows of MLflow's SQLite schema: the run, its
-    tags, params and metrics) until it holds ``target`` of them; the number it holds."""
+    tags, params and metrics) until it holds ``target`` of them; the number it holds.
+
+    Each copy's ``config_hash`` is made unique; with ``hash_of_seed`` (seed -> the hash of
+    the sweep's job of that seed), the copies instead become the runs of the seeds after
+    the recorded ones (copy ``i`` of the run of seed ``s``: seed ``s + i * runs``, its
+    hash), so that the sweep of ``seed=range(target)`` finds every job finished."""
     import sqlite3
 
     c = sqlite3.connect(db)
@@ -98,6 +108,8 @@ def fill(db: Path, experiment: str, target: int) -> int:
     src = [r[0] for r in c.execute(
         "select r.run_uuid from runs r join tags t on t.run_uuid=r.run_uuid "
         "where r.experiment_id=? and t.key='mlflow.parentRunId'", (exp,))]
+    seed = dict(c.execute("select run_uuid, cast(value as integer) from params where key='seed'"))
+    src.sort(key=lambda r: seed.get(r, 0))  # a partial last round copies the lowest seeds
     i = 0
     while (i + 1) * len(src) < target:
         i += 1
@@ -112,9 +124,45 @@ def fill(db: Path, experiment: str, target: int) -> int:
                    f"{n}+{i}" if n in ("start_time", "end_time") else n for n in names]
             c.execute(f"insert into {table} ({','.join(names)}) select {','.join(sel)} "
                       f"from {table} where run_uuid in ({q})", ids)
+    if hash_of_seed is not None:
+        seeds = dict(c.execute(f"select run_uuid, value from params where key='seed' and "
+                               f"run_uuid in ({','.join('?' * len(src))})", src))
+        for i in range(1, target // max(len(src), 1) + 1):
+            for rid, seed in seeds.items():
+                new = int(seed) + i * len(src)
+                if new >= target:
+                    continue
+                copy = f"{rid}c{i:05d}"
+                c.execute("update params set value=? where run_uuid=? and key='seed'",
+                          (str(new), copy))
+                c.execute("update tags set value=? where run_uuid=? and key='config_hash'",
+                          (hash_of_seed(new), copy))
     c.commit()
     return c.execute("select count(*) from tags t join runs r on r.run_uuid=t.run_uuid where "
                      "r.experiment_id=? and t.key='mlflow.parentRunId'", (exp,)).fetchone()[0]
+
+
+def seed_hasher(store: Path, experiment: str):
+    """seed -> the config hash of the sweep's job of that seed: a recorded run's resolved
+    config (its ``config.yaml`` artifact) with the seed replaced, checked against the
+    hash the run was recorded with."""
+    import dataclasses
+
+    import yaml
+    from mlflow import MlflowClient
+
+    from mlp import TrainConfig
+
+    c = MlflowClient(f"sqlite:///{store / 'm.db'}")
+    exp = c.get_experiment_by_name(experiment)
+    run = next(r for r in c.search_runs([exp.experiment_id], max_results=50)
+               if "mlflow.parentRunId" in r.data.tags)
+    with tempfile.TemporaryDirectory() as d:
+        cfg = yaml.safe_load(Path(c.download_artifacts(run.info.run_id, "config.yaml", d))
+                             .read_text())
+    tcfg = TrainConfig.from_dict(cfg)
+    assert tcfg.config_hash() == run.data.tags["config_hash"], "not the recorded hash"
+    return lambda seed: dataclasses.replace(tcfg, seed=seed).config_hash()
 
 
 def inside_runs(store: Path, experiment: str) -> tuple[int, float]:
@@ -219,6 +267,16 @@ def main(argv=None) -> int:
                       f"{row['export_filled_s']:.1f} s; dry run reading them: "
                       f"{dry_filled['wall']:.1f} s (on an empty store {dry['wall']:.1f} s)",
                       flush=True)
+                # the copies made the runs of every seed of the sweep: all N finished
+                done = tmp / f"n{n}-done"
+                done.mkdir()
+                shutil.copy(store / "m.db", done / "m.db")
+                fill(done / "m.db", exp, n, seed_hasher(store, exp))
+                skipped = sweep(root, n, done, exp, args.workers, [])
+                row["skipped_n_wall"] = skipped["wall"]
+                print(f"  the sweep of {n} jobs, all finished in the store (copies made the "
+                      f"runs of every seed): {skipped['wall']:.1f} s, {skipped['skipped']} "
+                      f"skipped", flush=True)
         rows.append(row)
 
     print("\nfigure                            " + "".join(f"{r['N']:>10}" for r in rows)
@@ -230,12 +288,13 @@ def main(argv=None) -> int:
                        ("rerun_wall", "rerun, all skipped (s)"),
                        ("export_s", "mlp-export (s)"),
                        ("export_filled_s", "mlp-export, store filled to N (s)"),
-                       ("dry_filled_wall", "dry run over N stored runs (s)")]:
+                       ("dry_filled_wall", "dry run over N stored runs (s)"),
+                       ("skipped_n_wall", "N jobs, all finished: sweep (s)")]:
         vals = [r.get(key) for r in rows]
         # the exponent is over the number of jobs each figure was measured on
         xs = [r.get("ran", r["N"]) if key not in ("plan_s", "plan_ms_job", "dry_wall",
                                                   "rss_mib", "export_filled_s",
-                                                  "dry_filled_wall")
+                                                  "dry_filled_wall", "skipped_n_wall")
               else r["N"] for r in rows]
         cells = "".join(f"{v:>10.3g}" if v is not None else f"{'-':>10}" for v in vals)
         g = slope([(x, v) for x, v in zip(xs, vals) if v is not None])
