@@ -56,6 +56,9 @@ class Evidence:
         runs = pd.read_csv(folder / "runs.csv", dtype={"run_id": str, "config_hash": str,
                                                        "grid": str, "loss.alpha": str})
         runs["grid"] = runs["grid"].fillna("")
+        for col in RUN_COLUMNS:  # evidence written before a column existed (e.g. cpu_s)
+            if col not in runs.columns:
+                runs[col] = math.nan
         curves = pd.read_csv(folder / "curves.csv.gz")
         timing = pd.read_csv(folder / "timing.csv") if (folder / "timing.csv").exists() \
             else pd.DataFrame()

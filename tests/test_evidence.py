@@ -75,6 +75,20 @@ def test_restored_runs_read_back_from_a_real_store_and_are_not_restored_twice(tm
     assert curves["value"].sum() == pytest.approx(ev.curves["value"].sum())
 
 
+def test_evidence_written_before_a_column_existed_reads_and_restores(tmp_path):
+    """A runs.csv without ``cpu_s`` (written before runs recorded their CPU time): the
+    column reads back empty, and the runs restore without it."""
+    ev = _evidence()
+    ev.write(tmp_path / "evidence")
+    old = pd.read_csv(tmp_path / "evidence" / "runs.csv").drop(columns=["cpu_s"])
+    old.to_csv(tmp_path / "evidence" / "runs.csv", index=False)
+    back = Evidence.read(tmp_path / "evidence")
+    assert set(RUN_COLUMNS) <= set(back.runs.columns) and back.runs["cpu_s"].isna().all()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert restore(uri, "study", back) == 3
+    assert load_runs(uri, "study")["cpu_s"].isna().all()
+
+
 def test_merge_prefers_the_newer_run_of_a_configuration():
     old, new = _evidence(), _evidence()
     new.runs = new.runs.iloc[:1].assign(run_id="rerun0", test_acc=0.5)
