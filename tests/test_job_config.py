@@ -1,13 +1,15 @@
 """A job's config composed by SweepConfigLoader is Hydra's, node for node (hydra node
 included), and a bad override still fails with Hydra's own error."""
 
+import subprocess
+import sys
 from pathlib import Path
 
+import cloudpickle  # what joblib's workers are sent with (a dependency of joblib)
 import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
-import cloudpickle  # what joblib's workers are sent with (a dependency of joblib)
 from omegaconf import OmegaConf, open_dict
 
 from mlp_sweeps import schema
@@ -72,15 +74,30 @@ def test_a_bad_override_fails_with_hydras_error(hydra_loader, bad):
     assert str(ours.value) == str(theirs.value)
 
 
-def test_it_is_shipped_to_workers_without_its_cache(hydra_loader):
+def test_it_is_shipped_to_workers_without_its_cache(hydra_loader, tmp_path):
+    """Pickled as joblib ships it (cloudpickle), to a fresh process that sets Hydra's
+    singletons as joblib's worker does: the same config as Hydra's composition here."""
+    from hydra.core.singleton import Singleton
+
     loader, master = hydra_loader
     fast = SweepConfigLoader(loader)
     for seed in range(20):
         fast.load_sweep_config(master, [f"seed={seed}", "activation=gelu"])
-    copy = cloudpickle.loads(cloudpickle.dumps(fast))
-    assert copy._token == fast._token
     # what is pickled is the wrapped loader and a token (a composed base is ~20 kB)
     assert len(cloudpickle.dumps(fast)) < len(cloudpickle.dumps(SweepConfigLoader(loader))) + 2000
-    assert OmegaConf.to_container(copy.load_sweep_config(master, ["seed=5"])) == \
-        OmegaConf.to_container(loader.load_sweep_config(master, ["seed=5"]))
-    assert copy.get_search_path() is not None  # the wrapped loader's other methods
+    (tmp_path / "job.pkl").write_bytes(cloudpickle.dumps((fast, master, Singleton.get_state())))
+    worker = (
+        "import sys, cloudpickle\n"
+        "from hydra.core.singleton import Singleton\n"
+        "from omegaconf import OmegaConf\n"
+        "fast, master, state = cloudpickle.loads(open(sys.argv[1], 'rb').read())\n"
+        "Singleton.set_state(state)\n"
+        "assert fast.get_search_path() is not None  # the wrapped loader's own methods\n"
+        "for _ in range(2):\n"
+        "    cfg = fast.load_sweep_config(master, ['seed=5', 'activation=gelu'])\n"
+        "    print(OmegaConf.to_yaml(cfg))\n")
+    out = subprocess.run([sys.executable, "-c", worker, str(tmp_path / "job.pkl")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    want = OmegaConf.to_yaml(loader.load_sweep_config(master, ["seed=5", "activation=gelu"]))
+    assert out.stdout == want + "\n" + want + "\n"
