@@ -89,7 +89,9 @@ def test_three_launchers_of_one_sweep_train_each_configuration_once(tmp_path, st
 def test_a_killed_launchers_share_is_finished_by_a_rerun_after_the_heartbeat_timeout(
         tmp_path, store_uri):
     uri, timeout = store_uri, 6  # seconds without a heartbeat: dead
-    args = ["-m", "seed=0,1,2,3", "epochs=2", *TINY, f"tracking.uri={uri}",
+    # jobs of ~1 s of training: a job of a few ms is RUNNING for less than the test's
+    # look at the store takes, and the victim can finish all four between two looks
+    args = ["-m", "seed=0,1,2,3", "epochs=400", *TINY, f"tracking.uri={uri}",
             "tracking.experiment=kill", f"tracking.heartbeat_timeout_s={timeout}"]
     client = MlflowClient(uri)
     victim = _launch(args, tmp_path, "victim")
