@@ -188,10 +188,9 @@ class Composer:
         return p
 
     def _structural(self, p) -> bool:
-        key = p.key_or_group
-        return (p.package is not None or p.is_add() or p.is_delete() or p.is_force_add()
-                or key in self.groups or "/" in key or key == "hydra"
-                or key.startswith("hydra."))
+        from .job_config import structural
+
+        return structural(p, self.groups)
 
     def _base(self, structural: tuple[str, ...]):
         b = self._bases.get(structural)
