@@ -68,7 +68,8 @@ class SweepConfigLoader:
         if self._groups is None:
             self._groups = set(self._loader.list_groups(""))
         parsed = [_parse(o) for o in overrides]
-        fixed = tuple(o for o, p in zip(overrides, parsed) if structural(p, self._groups))
+        fixes = [structural(p, self._groups) for p in parsed]
+        fixed = tuple(o for o, f in zip(overrides, fixes) if f)
         key = (self._token, fixed)
         base = _BASES.get(key)
         if base is None:
@@ -77,8 +78,8 @@ class SweepConfigLoader:
             base = _BASES[key] = self._loader.load_sweep_config(master, list(fixed))
         cfg = copy.deepcopy(base)
         OmegaConf.copy_cache(from_config=master, to_config=cfg)
-        for p in parsed:
-            if not structural(p, self._groups):
+        for p, f in zip(parsed, fixes):
+            if not f:
                 OmegaConf.update(cfg, p.key_or_group, p.value(), merge=True)
         app = [p for p in parsed if not p.is_hydra_override()]
         hc = cfg.hydra
