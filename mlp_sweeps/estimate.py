@@ -431,6 +431,8 @@ class Load:
     runnable: tuple[tuple[float, float, str], ...] | None = None
     # the other groups' weights relative to ours (an autogroup's own nice level)
     group_weights: tuple[tuple[str, float], ...] = ()
+    # this process is in the root autogroup (see :func:`fair_share`)
+    root_group: bool = False
 
     def competing(self, cores: int | None = None) -> float:
         """Threads of other processes that will compete with the sweep's. From the
@@ -452,7 +454,8 @@ class Load:
         competing threads and ours shared equally over the cores."""
         cores = cores or os.cpu_count() or 1
         if self.runnable is not None:
-            return 1.0 / fair_share(self.runnable, threads, cores, dict(self.group_weights))
+            return 1.0 / fair_share(self.runnable, threads, cores, dict(self.group_weights),
+                                    self.root_group)
         return max(1.0, (self.competing(cores) + threads) / cores)
 
 
@@ -469,27 +472,36 @@ def _level(entries: Sequence[tuple[float, float]], capacity: float) -> float:
 
 
 def fair_share(others: Sequence[tuple], threads: int, cores: int,
-               group_weights: dict[str, float] | None = None) -> float:
+               group_weights: dict[str, float] | None = None,
+               root_group: bool = False) -> float:
     """The share of a core each of ``threads`` busy threads (weight 1, in this process's
     scheduling group) gets beside ``others`` ((demand in cores, weight[, group]) each: no
     group or "" is ours) on ``cores`` cores, as Linux's fair scheduler divides them: first
     between the groups (autogroups: sessions) by their weights, each group using at most
     what its threads ask for, then within our group between its threads by their nice
-    weights, each thread at most a core and at most what it asks for."""
+    weights, each thread at most a core and at most what it asks for.
+
+    The root autogroup (:data:`ROOT_AUTOGROUP`; ours when ``root_group``) is no group of
+    its own: its threads are peers of the sessions' groups, each weighed by its nice."""
     if threads <= 0:
         return 1.0
     weights = group_weights or {}
     ours = [(1.0, 1.0)] * threads
     groups: dict[str, float] = {}
+    top = []  # (demand, weight) of what shares the cores first: groups, root threads
     for t in others:
         d, w, g = (t[0], t[1], t[2] if len(t) > 2 else "")
-        if g:
+        if g == ROOT_AUTOGROUP:
+            top.append((min(d, 1.0), w))
+        elif g:
             groups[g] = groups.get(g, 0.0) + d
         else:
             ours.append((min(d, 1.0), w))
-    top = [(min(cores, sum(d for d, _ in ours)), 1.0)] + \
-        [(min(cores, d), weights.get(g, 1.0)) for g, d in groups.items()]
-    ours_cores = min(top[0][0], _level(top, cores))
+    top += [(min(cores, d), weights.get(g, 1.0)) for g, d in groups.items()]
+    if root_group:  # ours are root threads too
+        return min(1.0, _level(top + ours, cores))
+    ours_cores = min(cores, sum(d for d, _ in ours))
+    ours_cores = min(ours_cores, _level([(ours_cores, 1.0)] + top, cores))
     return min(1.0, _level(ours, ours_cores))
 
 
@@ -499,14 +511,25 @@ def nice_weight(nice: int) -> float:
     return 1.25 ** -nice
 
 
+ROOT_AUTOGROUP = "/"  # where a process never moved by setsid() (PID 1's, and its children's)
+
+
 def _autogroup(pid: int | str) -> tuple[str, int] | None:
     """A process's autogroup and the group's nice level, from ``/proc/PID/autogroup``
-    ("/autogroup-816 nice 0"); None where there is none."""
+    ("/autogroup-816 nice 0"). The kernel writes nothing for the root autogroup (PID 1's,
+    and that of every process no ``setsid()`` moved out of it, e.g. a service's children):
+    that is :data:`ROOT_AUTOGROUP`, at nice 0. None where the file cannot be read."""
     try:
         with open(f"/proc/{pid}/autogroup") as f:
-            name, _, nice = f.read().split()
+            text = f.read()
+    except OSError:
+        return None
+    if not text.strip():
+        return ROOT_AUTOGROUP, 0
+    try:
+        name, _, nice = text.split()
         return name, int(nice)
-    except (OSError, ValueError):
+    except ValueError:
         return None
 
 
@@ -581,22 +604,31 @@ def probe_load(seconds: float = 0.3, samples: int = 10) -> Load:
         loadavg = 0.0
     if not looked:
         return Load(min(1.0, cpu / wall), max(0.0, others), loadavg)
-    # with autogroups on, the scheduler shares the cores between sessions first: a thread
-    # of another session counts in its group (weighed by the group's nice), not by its own
     mine = _autogroup("self") if _autogroups_enabled() else None
+    runnable, weights = group_runnable(seen.values(), looked, own_nice, mine)
+    return Load(min(1.0, cpu / wall), max(0.0, others), loadavg, runnable, weights,
+                root_group=mine is not None and mine[0] == ROOT_AUTOGROUP)
+
+
+def group_runnable(seen, looked: int, own_nice: int, mine: tuple[str, int] | None,
+                   autogroup=_autogroup):
+    """``(runnable, group weights)`` for :class:`Load` from ``seen`` ``[samples runnable
+    in, pid, nice]`` of other threads over ``looked`` samples. With autogroups on (``mine``:
+    our process's autogroup) the scheduler shares the cores between sessions first: a
+    thread of another autogroup counts in its group (weighed by the group's nice against
+    ours), not by its own nice against ours."""
     groups: dict[int, tuple[str, int] | None] = {}
     runnable, weights = [], {}
-    for n, pid, nice in seen.values():
+    for n, pid, nice in seen:
         if mine is not None and pid not in groups:
-            groups[pid] = _autogroup(pid)
+            groups[pid] = autogroup(pid)
         g = groups.get(pid)
         if g is not None and g[0] != mine[0]:
             weights[g[0]] = nice_weight(g[1] - mine[1])
             runnable.append((n / looked, nice_weight(nice), g[0]))
         else:
             runnable.append((n / looked, nice_weight(nice - own_nice), ""))
-    return Load(min(1.0, cpu / wall), max(0.0, others), loadavg, tuple(runnable),
-                tuple(weights.items()))
+    return tuple(runnable), tuple(weights.items())
 
 
 # ---------------------------------------------------------------------------------------

@@ -219,9 +219,39 @@ def test_another_session_shares_the_cores_as_a_group(tmp_path):
     # a group asking for less than its due leaves the rest to ours
     light = ((0.5, 1.0, "/autogroup-9"),)
     assert E.Load(1.0, 0.5, runnable=light).slowdown(2, 2) == pytest.approx(2 / 1.5, rel=1e-6)
+    # the root autogroup's threads are peers of the groups: from the root group (a CI
+    # runner's), our two threads and the other session's group share 2 cores three ways
+    assert E.Load(1.0, 2.0, runnable=other, root_group=True).slowdown(2, 2) == \
+        pytest.approx(1.5, rel=1e-6)
+    # and a busy root thread beside our session's group takes a core's worth like a group
+    root = ((1.0, 1.0, E.ROOT_AUTOGROUP),)
+    assert E.Load(1.0, 1.0, runnable=root).slowdown(2, 2) == pytest.approx(2.0, rel=1e-6)
+    assert E.Load(1.0, 1.0, runnable=root).slowdown(1, 2) == 1.0
     est = E.for_jobs([tiny()], 1, None, threads=1, load=E.Load(1.0, 2.0, runnable=other),
                      cache_dir=tmp_path)
     assert "2.0 other threads on 2 cores (2.0 in other sessions)" in est.lines()[1]
+
+
+def test_the_root_autogroup_is_a_group_like_any_other():
+    # the kernel writes nothing in /proc/PID/autogroup for the root autogroup: PID 1's, and
+    # that of every process no setsid() moved out of it (a CI runner's, a service's). A
+    # launcher there still shares the cores with the sessions' groups (the CI failure:
+    # our group unread, every thread was weighed as if in ours)
+    if E._autogroups_enabled():
+        assert E._autogroup(1) == (E.ROOT_AUTOGROUP, 0)  # PID 1: init, never setsid()
+    groups = {10: ("/autogroup-9", 0), 11: (E.ROOT_AUTOGROUP, 0), 12: ("/autogroup-4", 5)}
+    seen = [[10, 10, 7], [5, 11, 0], [10, 12, 0]]  # [samples runnable in, pid, nice]
+    runnable, weights = E.group_runnable(seen, 10, 0, (E.ROOT_AUTOGROUP, 0), groups.get)
+    assert runnable == ((1.0, E.nice_weight(7), "/autogroup-9"), (0.5, 1.0, ""),
+                        (1.0, 1.0, "/autogroup-4"))
+    assert dict(weights) == {"/autogroup-9": 1.0, "/autogroup-4": E.nice_weight(5)}
+    # from a session's group, the root group's threads are another group's
+    runnable, weights = E.group_runnable(seen, 10, 0, ("/autogroup-9", 0), groups.get)
+    assert [t[2] for t in runnable] == ["", E.ROOT_AUTOGROUP, "/autogroup-4"]
+    # autogroups off: every thread by its nice against ours
+    runnable, weights = E.group_runnable(seen, 10, 2, None, groups.get)
+    assert runnable == ((1.0, E.nice_weight(5), ""), (0.5, E.nice_weight(-2), ""),
+                        (1.0, E.nice_weight(-2), "")) and weights == ()
 
 
 def _busy_child(nice: int):
