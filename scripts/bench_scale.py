@@ -92,6 +92,16 @@ def export(root: Path, store: Path, experiment: str) -> float:
     return time.perf_counter() - t0
 
 
+def copy_store(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite store (SQLite's backup: what its write-ahead log holds
+    included)."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(src)) as a, closing(sqlite3.connect(dst)) as b:
+        a.backup(b)
+
+
 def fill(db: Path, experiment: str, target: int, hash_of_seed=None) -> int:
     """Copy the experiment's training runs (rows of MLflow's SQLite schema: the run, its
     tags, params and metrics) until it holds ``target`` of them; the number it holds.
@@ -250,11 +260,9 @@ def main(argv=None) -> int:
             print(f"  again, all skipped: {again['wall']:.1f} s (planning {again['plan']:.2f} "
                   f"s); mlp-export of {runs} runs: {ex:.1f} s", flush=True)
             if args.fill and m < n:
-                import shutil
-
                 filled = tmp / f"n{n}-filled"
                 filled.mkdir()
-                shutil.copy(store / "m.db", filled / "m.db")
+                copy_store(store / "m.db", filled / "m.db")
                 held = fill(filled / "m.db", exp, n)
                 row["export_filled_s"] = export(root, filled, exp)
                 # the dry run reads the whole experiment to decide what to skip, as a real
@@ -270,7 +278,7 @@ def main(argv=None) -> int:
                 # the copies made the runs of every seed of the sweep: all N finished
                 done = tmp / f"n{n}-done"
                 done.mkdir()
-                shutil.copy(store / "m.db", done / "m.db")
+                copy_store(store / "m.db", done / "m.db")
                 fill(done / "m.db", exp, n, seed_hasher(store, exp))
                 skipped = sweep(root, n, done, exp, args.workers, [])
                 row["skipped_n_wall"] = skipped["wall"]

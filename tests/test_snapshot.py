@@ -151,11 +151,16 @@ def test_dry_run_reads_the_store_and_writes_nothing(tmp_path):
 
 def test_a_store_in_a_folder_with_uri_characters_is_read(tmp_path):
     """The read-only connection is a URI: '#', '%' and spaces in the folder are escaped."""
-    import shutil
+    import sqlite3
+    from contextlib import closing
 
     uri, _ = _store(tmp_path)
     odd = tmp_path / "runs #1 100%" / "mlflow.db"
     odd.parent.mkdir()
-    shutil.copy(tmp_path / "store" / "mlflow.db", odd)
+    # a copy of a store in use (this process wrote it and keeps MLflow's connections):
+    # SQLite's backup, which includes what its write-ahead log holds
+    with closing(sqlite3.connect(tmp_path / "store" / "mlflow.db")) as src, \
+            closing(sqlite3.connect(odd)) as dst:
+        src.backup(dst)
     runs = snapshot.read(f"sqlite:///{odd}", ["a"])
     assert runs is not None and len(runs) == len(snapshot.read(uri, ["a"])) == 6

@@ -141,3 +141,56 @@ def test_eight_sweeps_started_at_once_into_one_new_store_all_succeed(tmp_path):
     waits = sum(log.count("Waited") for log in logs.values())
     print(f"\n8 sweeps into one new store: all exit 0; {len(metrics['a'])} metrics per run; "
           f"{waits} waited for another process to open the store")
+
+
+def _journal(db: Path) -> str:
+    with sqlite3.connect(db) as c:
+        return c.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def _synchronous(client: MlflowClient) -> int:
+    """PRAGMA synchronous on a connection of the client's own store engine (1 NORMAL,
+    2 FULL: SQLite's default)."""
+    with client._tracking_client.store.engine.connect() as conn:
+        return conn.exec_driver_sql("PRAGMA synchronous").scalar()
+
+
+def test_a_store_keeps_a_write_ahead_log_and_a_copy_of_its_file_has_every_run(tmp_path):
+    db = tmp_path / "mlflow.db"
+    client = open_client(f"sqlite:///{db}")
+    assert _journal(db) == "wal"
+    assert _synchronous(client) == 1  # commits append to the log, no wait for the disk
+    # another process records a run and exits: its log is emptied into the file, so a
+    # copy of mlflow.db alone has the run (MLflow leaves its connections open to the end)
+    code = ("import sys; from mlp_sweeps.store import open_client\n"
+            "c = open_client(sys.argv[1]); e = c.create_experiment('x')\n"
+            "c.set_terminated(c.create_run(e).info.run_id)\n")
+    subprocess.run([sys.executable, "-c", code, f"sqlite:///{db}"], env=_env(), check=True,
+                   cwd=tmp_path, timeout=120)
+    wal = db.with_name(db.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    copy = tmp_path / "copy" / "mlflow.db"
+    copy.parent.mkdir()
+    copy.write_bytes(db.read_bytes())
+    with sqlite3.connect(copy) as c:
+        assert c.execute("SELECT count(*), max(status) FROM runs").fetchone() == (1, "FINISHED")
+
+
+def test_an_older_store_is_switched_to_the_log_unless_another_process_holds_it(tmp_path):
+    db = tmp_path / "mlflow.db"
+    assert _creating(db).wait(timeout=120) == 0  # made by another process, which exited
+    with sqlite3.connect(db) as c:  # as stores were made before: rollback journal
+        assert c.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM experiments").fetchone()  # holds a shared lock
+    t0 = time.monotonic()
+    client = open_client(f"sqlite:///{db}")  # cannot switch now: waits briefly, goes on
+    assert time.monotonic() - t0 < 30
+    reader.execute("COMMIT")
+    reader.close()
+    assert _journal(db) == "delete"
+    assert _synchronous(client) == 2  # SQLite's default: NORMAL is unsafe in this mode
+    assert client.search_experiments()  # the store works as it is
+    open_client(f"sqlite:///{db}")  # the next opening switches it
+    assert _journal(db) == "wal"
