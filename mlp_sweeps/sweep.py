@@ -130,6 +130,8 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
                  "(hydra.sweeper.rerun=true runs them again)", len(finished), tracking.experiment)
 
     todo = plan.longest_first(todo)
+    if est is not None:
+        workers.batch_short_jobs(launcher, [j.run_s for j in est.jobs], n_workers)
     outcome: dict[str, Any] = {}  # config hash -> JobReturn, or "completed" / "killed"
     status = RunStatus.KILLED
     try:

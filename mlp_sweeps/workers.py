@@ -120,6 +120,25 @@ def prewarm(launcher: Any, n_jobs: int) -> Prewarm | None:
     return Prewarm(settings, min(_n_workers(settings), n_jobs))
 
 
+def batch_short_jobs(launcher: Any, run_seconds: list[float], n_workers: int) -> int:
+    """Hand the joblib launcher's workers short jobs several at a time
+    (:func:`mlp_sweeps.parallelism.dispatch_batch` of their runs' estimated seconds) unless the
+    user set ``hydra.launcher.batch_size``; the batch size, 1 if unchanged. joblib pickles
+    a batch once: the sweep's state (config, Hydra's singletons) travels and is restored
+    once per batch, not once per job."""
+    settings = joblib_settings(launcher)
+    if settings is None or str(settings.get("batch_size", "auto")) != "auto":
+        return 1
+    from .parallelism import dispatch_batch
+
+    size = dispatch_batch(run_seconds, n_workers)
+    if size > 1:
+        launcher.joblib["batch_size"] = size
+        log.info("Short jobs: each worker is handed %d at a time (hydra.launcher.batch_size "
+                 "sets it)", size)
+    return size
+
+
 def release(launcher: Any) -> None:
     """Stop the joblib launcher's idle workers now (after the sweep's last job) instead of
     at interpreter exit, where the launching process waits for them to shut down."""

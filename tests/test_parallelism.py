@@ -40,3 +40,15 @@ def test_launcher_threads():
     assert parallelism.launcher_threads(OmegaConf.create({"num_cpus_per_job": 0.5}), 9) == 1
     assert parallelism.launcher_threads(OmegaConf.create({"cpus_per_task": 4}), 9) == 4
     assert parallelism.launcher_threads(OmegaConf.create({}), 9) == CORES  # sequential
+
+
+def test_short_runs_are_handed_to_workers_in_batches():
+    d = parallelism.dispatch_batch
+    assert d([300.0] * 71, 2) == 1  # the study's runs: one at a time
+    assert d([2.5] * 100, 2) == 1  # runs of seconds: the dispatch is small beside them
+    assert d([0.5] * 100, 2) == 4  # 2 s of training per batch
+    # tiny runs: as many as keep 4 batches per worker, so the sweep's tail stays short
+    assert d([0.01] * 100, 2) == 13 and d([0.01] * 1000, 2) == 125
+    assert d([0.01] * 10, 2) == 2 and d([0.01] * 3, 2) == 1
+    assert d([0.01] * 49 + [100.0] * 50, 2) == 1  # the typical (median) run decides
+    assert d([0.01] * 100, 1) == 1 and d([], 4) == 1  # one worker: nothing to dispatch

@@ -358,3 +358,27 @@ def test_mlflow_server_serves_the_sweep_runs(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_short_jobs_go_to_the_workers_in_batches_each_run_its_own(tmp_path):
+    # 16 runs of a few ms on 2 workers: handed out 2 at a time (4 batches per worker);
+    # joblib runs a batch in one worker, in order: jobs 2k and 2k+1 share a process
+    r = run_train("-m", "seed=range(16)", "epochs=1", "data.train_limit=200",
+                  "data.test_limit=100", "hidden_size=16", "hydra.launcher.n_jobs=2",
+                  *store_args(tmp_path, "tiny"), tmp=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "each worker is handed 2 at a time" in out
+    assert "planned: 16  skipped: 0  resumed: 0  run: 16  finished: 16" in out
+    client = MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    _, kids = _children(client, client.get_experiment_by_name("tiny").experiment_id)
+    pid = {int(k.data.params["seed"]): k.data.tags["pid"] for k in kids}
+    assert sorted(pid) == list(range(16))
+    assert all(pid[2 * k] == pid[2 * k + 1] for k in range(8)), pid
+    assert len(set(pid.values())) == 2  # both workers had batches
+    # set by the user, the batch size is theirs: one job at a time here
+    r = run_train("-m", "seed=range(16,20)", "epochs=1", "data.train_limit=200",
+                  "data.test_limit=100", "hidden_size=16", "hydra.launcher.n_jobs=2",
+                  "hydra.launcher.batch_size=1", *store_args(tmp_path, "tiny"), tmp=tmp_path)
+    assert r.returncode == 0 and "at a time" not in r.stdout + r.stderr, r.stdout + r.stderr
