@@ -543,19 +543,24 @@ def _autogroups_enabled() -> bool:
 
 def runnable_threads(skip_pid: int | None = None) -> dict[int, tuple[int, int]] | None:
     """``{thread id: (process id, nice)}`` of the threads runnable now (state R in /proc),
-    leaving out those of ``skip_pid``; None where /proc cannot be read."""
+    leaving out those of ``skip_pid`` and of its descendants (a sweep's own workers, busy
+    importing while it probes, will run its jobs: they are not load); None where /proc
+    cannot be read."""
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
         return None
-    out = {}
+    parent: dict[int, int] = {}
+    threads: dict[int, tuple[int, int]] = {}
     for p in pids:
-        if skip_pid is not None and int(p) == skip_pid:
-            continue
+        pid = int(p)
         try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                stat = f.read()
             tids = os.listdir(f"/proc/{p}/task")
         except OSError:
             continue
+        parent[pid] = int(stat[stat.rfind(b")") + 2:].split()[1])
         for t in tids:
             try:
                 with open(f"/proc/{p}/task/{t}/stat", "rb") as f:
@@ -564,8 +569,16 @@ def runnable_threads(skip_pid: int | None = None) -> dict[int, tuple[int, int]] 
                 continue
             fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) "
             if len(fields) > 16 and fields[0] == b"R":
-                out[int(t)] = (int(p), int(fields[16]))
-    return out
+                threads[int(t)] = (pid, int(fields[16]))
+    if skip_pid is None:
+        return threads
+    ours = {skip_pid}
+    grew = True
+    while grew:  # descendants, whatever the order /proc listed them in
+        new = {c for c, pp in parent.items() if pp in ours and c not in ours}
+        ours |= new
+        grew = bool(new)
+    return {t: v for t, v in threads.items() if v[0] not in ours}
 
 
 def probe_load(seconds: float = 0.3, samples: int = 10) -> Load:

@@ -2,6 +2,7 @@
 from a small runs frame, the machine-readable line, the rate cache (no timing asserts)."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -254,22 +255,47 @@ def test_the_root_autogroup_is_a_group_like_any_other():
                         (1.0, E.nice_weight(-2), "")) and weights == ()
 
 
-def _busy_child(nice: int):
-    import subprocess
-    import sys
+class _Busy:
+    """A busy Python loop at ``nice``: our child, or (``detached``) started through a shell
+    that exits at once, in a session of its own: another program's process, as a shell's
+    job would be, not one of ours."""
 
-    child = subprocess.Popen(["nice", "-n", str(nice), sys.executable, "-c", "while True: pass"],
-                             start_new_session=True)  # a session of its own, as a shell's job
-    for _ in range(500):  # until it runs its loop (Python's start-up done)
-        seen = E.runnable_threads() or {}
-        if (child.pid, nice) in seen.values():
-            return child
-    child.kill()
-    raise AssertionError(f"the busy child never showed as runnable: {seen}")
+    def __init__(self, nice: int, detached: bool):
+        import signal
+        import subprocess
+        import sys
+
+        self._signal = signal
+        loop = [sys.executable, "-c", "while True: pass"]
+        if detached:
+            out = subprocess.run(["sh", "-c", 'nice -n "$0" "$1" -c "$2" >/dev/null 2>&1 & '
+                                  'echo $!', str(nice), *loop[:1], loop[2]],
+                                 capture_output=True, text=True, check=True,
+                                 start_new_session=True)
+            self.pid, self._child = int(out.stdout), None
+        else:
+            self._child = subprocess.Popen(["nice", "-n", str(nice), *loop])
+            self.pid = self._child.pid
+        for _ in range(500):  # until it runs its loop (Python's start-up done)
+            seen = E.runnable_threads() or {}
+            if (self.pid, nice) in seen.values():
+                return
+        self.kill()
+        raise AssertionError(f"the busy process never showed as runnable: {seen}")
+
+    def kill(self):
+        if self._child is not None:
+            self._child.kill()
+            self._child.wait()
+        else:
+            import contextlib
+
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, self._signal.SIGKILL)
 
 
 def test_the_probe_sees_a_busy_process_with_its_nice_level_and_session():
-    busy = _busy_child(7)
+    busy = _Busy(7, detached=True)
     try:
         load = E.probe_load(0.2)
         entries = [t for t in load.runnable if t[0] > 0.5 and t[1] == pytest.approx(
@@ -280,7 +306,17 @@ def test_the_probe_sees_a_busy_process_with_its_nice_level_and_session():
         assert {bool(t[2]) for t in entries} == {autogroups}
     finally:
         busy.kill()
-        busy.wait()
+
+
+def test_the_probe_leaves_out_our_own_workers():
+    # a sweep's workers, started (and busy importing) while it probes, run its jobs later:
+    # they are not load (they made an idle machine's estimate twice too long)
+    ours = _Busy(0, detached=False)
+    try:
+        assert ours.pid in {pid for pid, _ in (E.runnable_threads() or {}).values()}
+        assert ours.pid not in {pid for pid, _ in E.runnable_threads(os.getpid()).values()}
+    finally:
+        ours.kill()
 
 
 SMALL = [E.Gemm(2, 3, 4, "nn", F32), E.Gemm(3, 2, 4, "tn", F32), E.Gemm(2, 4, 3, "nt", F32),
