@@ -179,6 +179,8 @@ def _checkpoint_at_exit(db: Path) -> None:
     _CHECKPOINTED.add(db)
 
     def checkpoint():
+        if not db.exists():  # moved away meanwhile: connecting would create an empty one
+            return
         try:
             with closing(sqlite3.connect(db, timeout=WAL_SWITCH_TIMEOUT_S)) as c:
                 if c.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
