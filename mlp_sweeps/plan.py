@@ -30,6 +30,7 @@ from mlp.data import DataError
 from mlp.train import load_data
 
 from .errors import UserError
+from .job_config import structural as _structural
 
 __all__ = ["Job", "InvalidSweep", "expand", "grid_jobs", "validate", "plan", "composer",
            "Composer", "longest_first", "cost", "grid_names"]
@@ -187,11 +188,6 @@ class Composer:
                 and m[1] != "hydra" else self.parser.parse_override(o)
         return p
 
-    def _structural(self, p) -> bool:
-        from .job_config import structural
-
-        return structural(p, self.groups)
-
     def _base(self, structural: tuple[str, ...]):
         b = self._bases.get(structural)
         if b is None:
@@ -219,8 +215,9 @@ class Composer:
     def __call__(self, overrides: list[str]):
         try:
             parsed = [self._parse(o) for o in overrides]
-            structural = tuple(o for o, p in zip(overrides, parsed) if self._structural(p))
-            plain = [(o, p) for o, p in zip(overrides, parsed) if not self._structural(p)]
+            fixes = [_structural(p, self.groups) for p in parsed]
+            structural = tuple(o for o, f in zip(overrides, fixes) if f)
+            plain = [(o, p) for o, p, f in zip(overrides, parsed, fixes) if not f]
             cfg, container, interpolated = self._base(structural)
             values = [(p.key_or_group, p.value()) for _, p in plain]
             if interpolated or any("${" in o or isinstance(v, (dict, list)) for (o, _), (_, v)
