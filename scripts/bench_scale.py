@@ -135,11 +135,9 @@ def fill(db: Path, experiment: str, target: int, hash_of_seed=None) -> int:
             c.execute(f"insert into {table} ({','.join(names)}) select {','.join(sel)} "
                       f"from {table} where run_uuid in ({q})", ids)
     if hash_of_seed is not None:
-        seeds = dict(c.execute(f"select run_uuid, value from params where key='seed' and "
-                               f"run_uuid in ({','.join('?' * len(src))})", src))
         for i in range(1, target // max(len(src), 1) + 1):
-            for rid, seed in seeds.items():
-                new = int(seed) + i * len(src)
+            for rid in src:
+                new = seed[rid] + i * len(src)
                 if new >= target:
                     continue
                 copy = f"{rid}c{i:05d}"
