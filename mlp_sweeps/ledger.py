@@ -179,8 +179,12 @@ class Ledger:
                             f"number of seconds > 0 (default {HEARTBEAT_TIMEOUT_S:g})")
         self.tracker = tracker
         self.experiment = experiment
-        self.experiment_id = tracker.experiment_id(experiment)
+        tracker.experiment_id(experiment)  # created (or restored) now
         self.heartbeat_timeout_s = float(heartbeat_timeout_s)
+
+    @property
+    def experiment_id(self) -> str:
+        return self.tracker.experiment_id(self.experiment)  # looked up once per tracker
 
     # reading ------------------------------------------------------------------------------
     def runs(self, *, config_hash: str | None = None, parent: str | None = None,
@@ -263,11 +267,14 @@ class Ledger:
 
     # claims -------------------------------------------------------------------------------
     def claim(self, name: str, tags: Mapping[str, Any], parent: str | None = None,
-              on_start=None) -> tuple[str | None, Any]:
+              on_start=None, since: int | None = None,
+              params: Mapping[str, Any] | None = None) -> tuple[str | None, Any]:
         """Claim the configuration ``tags[config_hash]`` for a sweep's job: ``(run id,
-        None)`` if this process is to train it, into that run (RUNNING, ``claim=won``);
-        ``(None, the run that has it)`` if another live run claimed it first or one of this
-        sweep's time finished it (this claim is then deleted, leaving no trace).
+        None)`` if this process is to train it, into that run (RUNNING, ``claim=won``, with
+        ``params`` logged in the same request); ``(None, the run that has it)`` if another
+        live run claimed it first or one of this sweep's time finished it (this claim is
+        then deleted, leaving no trace). ``since``: when ``parent``'s sweep read the store
+        (ms; its ``read_at`` tag, which is read from the parent run if not given).
 
         MLflow has no compare-and-swap; the store is only assumed linearizable (a write
         that returned is seen by every later read: SQLite, PostgreSQL, a tracking server on
@@ -296,8 +303,7 @@ class Ledger:
         a claimer that dies while pending stops beating and is settled KILLED.
         """
         h = tags[Tag.CONFIG_HASH]
-        since = None
-        if parent:  # a run started after the sweep's resume read was not skipped by it
+        if parent and since is None:  # a run started after the sweep's read was not skipped
             p = self.tracker.client.get_run(parent)
             since = int(float(p.data.tags.get(Tag.READ_AT, p.info.start_time)))
         mine = self.start(name, {**tags, Tag.CLAIM: Claim.PENDING}, parent)
@@ -320,7 +326,7 @@ class Ledger:
                 self.tracker.client.delete_run(mine)
                 return None, winner
             if not rivals:
-                self.tracker.set_tags(mine, {Tag.CLAIM: Claim.WON})
+                self.tracker.log_params(mine, params or {}, tags={Tag.CLAIM: Claim.WON})
                 return mine, None
             time.sleep(0.2)  # later claims, still pending: they decide in one read
 

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from mlp import ConfigError, TrainConfig, checkpoint, train
 from mlp.data import DataError
@@ -66,8 +66,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if tr.enabled:
         from .tracking import Tracker
 
-        ledger = Ledger(Tracker(tr.uri), tr.experiment, tr.heartbeat_timeout_s)
-    with threadpool_limits(limits=threads, user_api="blas"):
+        ledger = Ledger(Tracker.shared(tr.uri), tr.experiment, tr.heartbeat_timeout_s)
+    with _blas().limit(limits=threads, user_api="blas"):
         tags = _tags(tcfg, job, tr)
         resume_state = None
         if ledger is not None and cfg.get("resume", True):
@@ -78,13 +78,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                          source)
         # a sweep's job claims its configuration: several launchers may run one sweep
         with TrackedRun(ledger, name, tags, parent=tr.parent_run_id,
-                        claim=bool(tr.parent_run_id)) as tracked:
+                        claim=bool(tr.parent_run_id), since=tr.read_at,
+                        params={k: v for k, v in container.items() if k != "tracking"}
+                        ) as tracked:
             if tracked.claimed_by is not None:
                 log.info("%s: not run, claimed by run %s (%s)", name,
                          tracked.claimed_by.info.run_id, outcome_of(tracked.claimed_by))
                 return {"status": CLAIMED, "claimed_by": tracked.claimed_by.info.run_id,
                         "run_name": name}
-            tracked.log_params({k: v for k, v in container.items() if k != "tracking"})
             tracked.log_dataset(tcfg)
             for rec in (resume_state or {}).get("history", []):  # complete curves
                 tracked.log_epoch(rec)
@@ -113,8 +114,10 @@ class TrackedRun:
 
     On entry: SIGTERM raises :class:`Terminated` (in the main thread; the previous handler
     is restored on exit) and the run is started RUNNING with ``tags`` (as a child of
-    ``parent``), or with ``claim`` its configuration is claimed (:meth:`Ledger.claim`): if
-    another run has it, :attr:`claimed_by` is that run and nothing is recorded. While the
+    ``parent``) and its ``params`` (the config, flattened: ``loss.name``, ``depth``, ...),
+    or with ``claim`` its configuration is claimed (:meth:`Ledger.claim`, ``since``: when
+    the parent's sweep read the store): if another run has it, :attr:`claimed_by` is that
+    run and nothing is recorded; if not, the params go with the claim's last write. While the
     run lives, a :class:`~mlp_sweeps.ledger.Heartbeat` thread refreshes its heartbeat.
     On exit: closed with :attr:`outcome` (``finished`` unless set, e.g. to
     ``diverged``); on an exception, FAILED, or KILLED for Ctrl-C / SIGTERM, with the
@@ -123,9 +126,10 @@ class TrackedRun:
     """
 
     def __init__(self, ledger: Ledger | None, name: str, tags: Mapping[str, Any],
-                 parent: str | None = None, claim: bool = False):
+                 parent: str | None = None, claim: bool = False, since: int | None = None,
+                 params: Mapping[str, Any] | None = None):
         self.ledger, self.name, self.tags, self.parent = ledger, name, dict(tags), parent
-        self.claim = claim
+        self.claim, self.since, self.params = claim, since, params or {}
         self.run_id: str | None = None
         self.claimed_by: Any = None  # the run that has this configuration (claim lost)
         self._heartbeat: Any = None
@@ -144,14 +148,20 @@ class TrackedRun:
         if threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
+            if self.ledger is not None:
+                from .tracking import flatten
+
+                params = flatten(self.params)
             if self.ledger is not None and self.claim:
                 self.run_id, self.claimed_by = self.ledger.claim(
-                    self.name, self.tags, self.parent, on_start=self._beat)
+                    self.name, self.tags, self.parent, on_start=self._beat, since=self.since,
+                    params=params)
                 if self.run_id is None:
                     self._stop_heartbeat()
                     return self
             elif self.ledger is not None:
                 self._beat(self.ledger.start(self.name, self.tags, parent=self.parent))
+                self.ledger.tracker.log_params(self._heartbeat.run_id, params)
             if self.ledger is not None:
                 self.run_id = self._heartbeat.run_id
                 log.info("%s: tracking as %s (experiment %r)", self.name, self.where,
@@ -198,13 +208,6 @@ class TrackedRun:
             self._previous_handler = None
 
     # what a run records -------------------------------------------------------------------
-    def log_params(self, config: Mapping[str, Any]) -> None:
-        """The config, flattened (``loss.name``, ``depth``, ...)."""
-        if self.ledger is not None:
-            from .tracking import flatten
-
-            self.ledger.tracker.log_params(self.run_id, flatten(config))
-
     def log_epoch(self, record: Mapping[str, Any]) -> None:
         """One history record (``epoch`` and its metrics), at step = epoch, with
         ``epochs_completed`` (how far a running run is, for the sweep's progress line); sent
@@ -325,9 +328,17 @@ def blas_threads(requested: int | None, n_parallel: int) -> int:
     return parallelism.threads_per_job(n_parallel)
 
 
+@lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    """threadpoolctl's view of the thread pools loaded in this process (NumPy's BLAS), made
+    once: each ``threadpool_limits`` call would scan the loaded libraries again (a few ms a
+    job for a worker running many)."""
+    return ThreadpoolController()
+
+
 def _tags(tcfg: TrainConfig, job: HydraJob, tr) -> dict[str, Any]:
     """A training run's tags at its start (call with the BLAS thread limit in force)."""
-    actual = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+    actual = sorted({i["num_threads"] for i in _blas().info() if i["user_api"] == "blas"})
     return {
         Tag.OVERRIDES: " ".join(job.overrides),
         Tag.CONFIG_HASH: tcfg.config_hash(),

@@ -123,7 +123,7 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
         heartbeat = ledger.heartbeat(parent)
         progress.log_datasets(ledger, parent, jobs)
         for j in todo:
-            j.extra.append(f"tracking.parent_run_id={parent}")
+            j.extra += [f"tracking.parent_run_id={parent}", f"tracking.read_at={read_ms}"]
     finished = [j for j in done if j.previous != Outcome.RUNNING]
     if finished:
         log.info("Skipping %d jobs already finished in experiment %r "

@@ -34,6 +34,8 @@ PARENT_TAG = "mlflow.parentRunId"
 KIND_TAG, KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
 PAGE_SIZE = 1000  # runs per search request
 
+_SHARED: dict[str, "Tracker"] = {}  # Tracker.shared's, by URI
+
 
 def artifact_root(uri: str) -> str | None:
     """Where a new experiment's artifacts go: beside a local SQLite store, else the
@@ -87,49 +89,93 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class Tracker:
-    """A thin wrapper around :class:`MlflowClient` for one tracking URI."""
+    """A thin wrapper around :class:`MlflowClient` for one tracking URI.
+
+    It remembers what it looked up or created: experiment ids by name, and the artifact
+    location of each run it started (logging a run's files then needs no request to find
+    where they go)."""
 
     def __init__(self, uri: str | None = None):
         self.uri = resolve_uri(uri)
         check_reachable(self.uri)
         self.client = open_client(self.uri)  # a new SQLite store created under a lock
+        self._experiments: dict[str, str] = {}  # name -> id
+        self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI, runs started here
+
+    @classmethod
+    def shared(cls, uri: str | None = None) -> "Tracker":
+        """The process's Tracker for ``uri``, opened once: a worker running many of a
+        sweep's jobs opens the store (the lock, the schema check) and looks up the
+        experiment for the first only (about 10 ms a job otherwise). MLflow itself keeps
+        one store object per URI in a process."""
+        uri = resolve_uri(uri)
+        tracker = _SHARED.get(uri)
+        if tracker is None:
+            tracker = _SHARED[uri] = cls(uri)
+        return tracker
 
     # experiments and runs -------------------------------------------------------------
-    def experiment_id(self, name: str) -> str:
-        """Id of experiment ``name``, created if missing (races resolved by re-reading)."""
+    def experiment_id(self, name: str, refresh: bool = False) -> str:
+        """Id of experiment ``name``, created if missing (races resolved by re-reading),
+        restored if deleted; looked up once per Tracker unless ``refresh``."""
+        if not refresh and name in self._experiments:
+            return self._experiments[name]
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
             if KIND_TAG not in exp.tags:  # made by an earlier version
                 self.client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND_TRAINING)
-            return exp.experiment_id
-        try:
-            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri),
-                                                 tags={KIND_TAG: KIND_TRAINING})
-        except mlflow.exceptions.MlflowException:
-            exp = self.client.get_experiment_by_name(name)  # created meanwhile by another process
-            if exp is None:
-                raise
-            return exp.experiment_id
+            exp_id = exp.experiment_id
+        else:
+            try:
+                exp_id = self.client.create_experiment(
+                    name, artifact_location=artifact_root(self.uri),
+                    tags={KIND_TAG: KIND_TRAINING})
+            except mlflow.exceptions.MlflowException:
+                exp = self.client.get_experiment_by_name(name)  # created meanwhile elsewhere
+                if exp is None:
+                    raise
+                exp_id = exp.experiment_id
+        self._experiments[name] = exp_id
+        return exp_id
 
     def start_run(self, experiment_id: str, run_name: str, tags: Mapping[str, str] | None = None,
                   parent_run_id: str | None = None) -> str:
-        tags = dict(tags or {})
+        """A new RUNNING run; if the experiment was looked up here and has been deleted (or
+        removed) since, it is looked up again (restored or created) and the run made there."""
+        tags = {str(k): str(v) for k, v in (tags or {}).items()}
         if parent_run_id:
             tags[PARENT_TAG] = parent_run_id
-        run = self.client.create_run(experiment_id, run_name=run_name,
-                                     tags={str(k): str(v) for k, v in tags.items()})
+        try:
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
+        except mlflow.exceptions.MlflowException:
+            name = next((n for n, i in self._experiments.items() if i == experiment_id), None)
+            if name is None:
+                raise
+            run = self.client.create_run(self.experiment_id(name, refresh=True),
+                                         run_name=run_name, tags=tags)
+        if len(self._artifact_uris) >= 1024:
+            self._artifact_uris.clear()
+        self._artifact_uris[run.info.run_id] = run.info.artifact_uri
         return run.info.run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+        self._artifact_uris.pop(run_id, None)
 
     # logging ------------------------------------------------------------------------------
-    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+    def log_params(self, run_id: str, params: Mapping[str, Any],
+                   tags: Mapping[str, Any] | None = None) -> None:
+        """``params`` (and ``tags``, with the first of them) in as few requests as MLflow
+        allows (100 params each)."""
         items = [Param(k, "None" if v is None else str(v)[:6000]) for k, v in params.items()]
-        for i in range(0, len(items), 100):  # MLflow's per-request limit
-            self.client.log_batch(run_id, params=items[i:i + 100])
+        run_tags = [RunTag(str(k), str(v)[:5000]) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(items), 1), 100):  # MLflow's per-request limit
+            chunk = items[i:i + 100]
+            if chunk or run_tags:
+                self.client.log_batch(run_id, params=chunk, tags=run_tags)
+            run_tags = []
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(str(k), str(v)[:5000]) for k, v in tags.items()])
@@ -160,8 +206,17 @@ class Tracker:
 
     def log_artifacts(self, run_id: str, paths: Iterable[Path],
                       artifact_path: str | None = None) -> None:
+        """Files into the run's artifacts (under ``artifact_path``)."""
+        where = self._artifact_uris.get(run_id)
+        if where is None:  # MLflow reads the run to find where its artifacts go
+            for p in paths:
+                self.client.log_artifact(run_id, str(p), artifact_path)
+            return
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        repo = get_artifact_repository(where, tracking_uri=self.client.tracking_uri)
         for p in paths:
-            self.client.log_artifact(run_id, str(p), artifact_path)
+            repo.log_artifact(str(p), artifact_path)
 
     def log_dataset(self, run_id: str, name: str, digest: str, source: str,
                     profile: Mapping[str, Any], context: str = "training") -> None:

@@ -9,10 +9,14 @@ per N) is
 
 - planned only (``hydra.sweeper.dry_run=true``): the planning time the sweeper logs
   (compose + validate + merge), the command's wall time and the launcher's peak RSS;
-- run (N <= ``--run-max``; above it a subset of ``--subset`` jobs): the wall time, and the
-  per-job cost on a worker, ``(wall of the run - wall of the dry run) x workers / jobs``
-  (everything a job costs beyond the sweep's fixed cost: dispatch, its Hydra set-up, the
-  tracked run, training), next to the mean time inside the tracked run (MLflow start to end);
+- run (N <= ``--run-max``; above it a subset of ``--subset`` jobs): the wall time; the
+  per-job cost on a worker, ``(last run's end - first run's start) x workers / jobs`` (the
+  runs' times in the store: while the jobs run, everything a job costs a worker: dispatch,
+  its Hydra set-up, the tracked run, training), and the same with the sweep's fixed cost
+  beyond planning included, ``(wall of the run - wall of the dry run) x workers / jobs``
+  (starting the workers, creating the store, the parent run, the report: a sweep's fixed
+  cost, which ``bench_sweep.py`` measures); next to the mean time inside the tracked run
+  (MLflow start to end);
 - run again (everything already finished: recognised and skipped): the wall time;
 - exported (``mlp-export -e <experiment>``, Markdown to /dev/null): the wall time; with
   ``--fill``, when only a subset ran, also on a copy of the store filled up to N runs by
@@ -173,21 +177,24 @@ def seed_hasher(store: Path, experiment: str):
     return lambda seed: dataclasses.replace(tcfg, seed=seed).config_hash()
 
 
-def inside_runs(store: Path, experiment: str) -> tuple[int, float]:
-    """(number of training runs, their mean time from MLflow start to end)."""
+def inside_runs(store: Path, experiment: str) -> tuple[int, float, float]:
+    """(number of training runs, their mean time from MLflow start to end, the seconds
+    from the first one's start to the last one's end)."""
     from mlflow import MlflowClient
 
     c = MlflowClient(f"sqlite:///{store / 'm.db'}")
     exp = c.get_experiment_by_name(experiment)
-    spans, token = [], None
+    runs, token = [], None
     while True:
         page = c.search_runs([exp.experiment_id], max_results=1000, page_token=token)
-        spans += [(r.info.end_time - r.info.start_time) / 1000 for r in page
-                  if r.info.end_time and "mlflow.parentRunId" in r.data.tags]
+        runs += [(r.info.start_time, r.info.end_time) for r in page
+                 if r.info.end_time and "mlflow.parentRunId" in r.data.tags]
         token = page.token
         if not token:
             break
-    return len(spans), sum(spans) / max(len(spans), 1)
+    spans = [(end - start) / 1000 for start, end in runs]
+    whole = (max(e for _, e in runs) - min(s for s, _ in runs)) / 1000 if runs else math.nan
+    return len(spans), sum(spans) / max(len(spans), 1), whole
 
 
 def slope(points: list[tuple[int, float]]) -> float:
@@ -245,16 +252,19 @@ def main(argv=None) -> int:
             base = dry if m == n else sweep(root, m, tmp / f"n{n}-dry{m}", exp, args.workers,
                                             ["hydra.sweeper.dry_run=true"])
             first = sweep(root, m, store, exp, args.workers, [])
-            runs, inside = inside_runs(store, exp)
-            per_job = (first["wall"] - base["wall"]) * args.workers / m
+            runs, inside, whole = inside_runs(store, exp)
+            per_job = whole * args.workers / m
+            per_job_fixed = (first["wall"] - base["wall"]) * args.workers / m
             again = sweep(root, m, store, exp, args.workers, [])
             ex = export(root, store, exp)
-            row.update(ran=m, run_wall=first["wall"], per_job_s=per_job, inside_s=inside,
+            row.update(ran=m, run_wall=first["wall"], per_job_s=per_job,
+                       per_job_fixed_s=per_job_fixed, inside_s=inside,
                        recorded=runs, rerun_wall=again["wall"], rerun_plan=again["plan"],
                        export_s=ex, run_rss_mib=first["rss_mib"])
             print(f"  ran {m} jobs ({runs} recorded): wall {first['wall']:.1f} s, "
-                  f"{per_job:.3f} s per job on a worker ({inside:.3f} s inside the tracked "
-                  f"run); launcher peak RSS {first['rss_mib']:.0f} MiB", flush=True)
+                  f"{per_job:.3f} s per job on a worker while the jobs ran ({inside:.3f} s "
+                  f"inside the tracked run; {per_job_fixed:.3f} s with the sweep's fixed "
+                  f"cost); launcher peak RSS {first['rss_mib']:.0f} MiB", flush=True)
             print(f"  again, all skipped: {again['wall']:.1f} s (planning {again['plan']:.2f} "
                   f"s); mlp-export of {runs} runs: {ex:.1f} s", flush=True)
             if args.fill and m < n:
@@ -290,6 +300,7 @@ def main(argv=None) -> int:
     for key, label in [("plan_s", "planning (s)"), ("plan_ms_job", "planning per job (ms)"),
                        ("dry_wall", "dry run wall (s)"), ("rss_mib", "launcher peak RSS (MiB)"),
                        ("run_wall", "run wall (s)"), ("per_job_s", "per job on a worker (s)"),
+                       ("per_job_fixed_s", "  with the sweep's fixed cost (s)"),
                        ("inside_s", "inside tracked run (s)"),
                        ("rerun_wall", "rerun, all skipped (s)"),
                        ("export_s", "mlp-export (s)"),

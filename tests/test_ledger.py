@@ -136,3 +136,65 @@ def test_concurrent_claims_of_one_configuration_have_one_winner(store):
         store.close(winners[0], Outcome.FINISHED)
         rid, by = ledgers[0].claim("late", {Tag.CONFIG_HASH: h}, parent)
         assert rid is None and by.info.run_id == winners[0]
+
+
+def test_a_claim_counts_finished_runs_started_since_the_sweep_read_the_store(store):
+    """``since`` (the sweep's ``read_at``, passed with each job) decides which FINISHED run
+    of the configuration is a rival: one started after it (not skipped by that sweep) is;
+    one started before it (the sweep decided to rerun it) is not. A won claim carries the
+    run's params, written with its ``claim=won`` tag."""
+    parent = store.start("sweep", {Tag.SWEEP: "parent"})
+    done = store.start("earlier", {Tag.CONFIG_HASH: "h"}, parent=parent)
+    store.close(done, Outcome.FINISHED)
+    started = store.tracker.client.get_run(done).info.start_time
+    rid, by = store.claim("job", {Tag.CONFIG_HASH: "h"}, parent, since=started + 1,
+                          params={"lr": 0.1, "loss.name": "mse"})
+    assert by is None and rid is not None  # the finished run predates the read: rerun
+    run = store.tracker.client.get_run(rid)
+    assert run.data.tags[Tag.CLAIM] == "won"
+    assert run.data.params == {"lr": "0.1", "loss.name": "mse"}
+    store.close(rid, Outcome.FINISHED)
+    rid2, by2 = store.claim("again", {Tag.CONFIG_HASH: "h"}, parent, since=started)
+    assert rid2 is None and by2.info.run_id in (done, rid)  # finished since the read
+    assert len(store.runs(config_hash="h")) == 2  # the lost claim left nothing
+
+
+def test_a_process_opens_a_store_once(tmp_path):
+    """``Tracker.shared``: a worker running many jobs opens the store for the first only.
+    Opening takes the store's lock (``<db>.lock``): held by another process, a second
+    ``shared`` does not wait for it."""
+    import subprocess
+    import sys
+
+    from mlp_sweeps.store import lock_path
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    first = tracking.Tracker.shared(uri)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+         "FileLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)",
+         str(lock_path(db))], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        again = tracking.Tracker.shared(uri)
+        assert time.monotonic() - t0 < 1.0
+        assert again is first
+        Ledger(again, "e").start("a run", {})  # and it works
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_run_started_in_an_experiment_deleted_meanwhile_restores_it(store):
+    """The experiment's id is looked up once per Tracker; if the experiment is deleted
+    meanwhile (in the UI, say), the next run restores it, as a lookup would have."""
+    from mlflow import MlflowClient
+
+    other = MlflowClient(store.tracker.uri)
+    other.delete_experiment(store.experiment_id)
+    rid = store.start("after the deletion", {})
+    exp = other.get_experiment(store.experiment_id)
+    assert exp.lifecycle_stage == "active"
+    assert other.get_run(rid).info.experiment_id == exp.experiment_id
