@@ -64,7 +64,7 @@ MEASURE_ROWS = 256  # larger batches are timed at this many rows and scaled line
 UPDATE_PASSES = 15  # array reads + writes of one SGD step per parameter (mlp/optim.py)
 
 # Measured on the project's 2-core machine (scripts/bench_eta.py; see the README).
-JOB_OVERHEAD_S = 0.4  # per job beyond train_time_s: its MLflow run, artifacts, figures
+JOB_OVERHEAD_S = 0.15  # per job beyond train_time_s: Hydra's set-up, dispatch, its MLflow run
 EFFICIENCY_STEPS = 33  # the run's floor_epoch_s measurement after training (3 + 30 batches)
 SWEEP_OVERHEAD_S = 6.0  # per sweep: start-up, planning, workers, Hydra per job, summary, report
 DEFAULT_RATIO, DEFAULT_UNCERTAINTY = 1.2, 0.40  # no past runs: an idle machine's ratio

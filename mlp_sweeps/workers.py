@@ -1,9 +1,10 @@
 """Worker processes of the joblib launcher: started early, released promptly.
 
 A sweep's fixed cost is mostly start-up: loky spawns its worker processes only when the
-launcher submits the first job, and each worker then imports NumPy, Hydra, MLflow and
-matplotlib (~2.5 s) before its first run can start; at the end, the launching process
-waits at exit for the idle workers to shut down (~1-2 s). Here:
+launcher submits the first job, and each worker then imports NumPy, SciPy, Hydra and
+MLflow (~2.3 s; not matplotlib: a run draws no figure) before its first run can start;
+at the end, the launching process waits at exit for the idle workers to shut down
+(~1-2 s). Here:
 
 - :func:`prewarm` starts the workers in a background thread, *while* the launching
   process plans the sweep and opens the store, by running :func:`warm` once per worker
@@ -40,7 +41,6 @@ def warm() -> tuple[int, float]:
     import hydra.core.utils  # noqa: F401  (run_job)
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (most of opening a store)
 
-    import mlp_sweeps.figures  # noqa: F401  (matplotlib, pandas: the run's learning curves)
     import mlp_sweeps.run  # noqa: F401  (numpy, threadpoolctl, the core)
     import mlp_sweeps.tracking  # noqa: F401  (mlflow)
 
