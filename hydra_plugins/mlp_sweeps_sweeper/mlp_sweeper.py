@@ -34,11 +34,13 @@ class MlpSweeper(Sweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
         from mlp_sweeps.job_config import SweepConfigLoader
+        from mlp_sweeps.job_return import LeanReturns
 
-        # each job's config composed once per distinct set of config-group choices, not
-        # from the files again per job (mlp_sweeps/job_config.py); for every launcher
+        # for every launcher: each job's config composed once per distinct set of
+        # config-group choices, not from the files again per job (mlp_sweeps/job_config.py);
+        # its return sent back without its config (mlp_sweeps/job_return.py)
         hydra_context = HydraContext(config_loader=SweepConfigLoader(hydra_context.config_loader),
-                                     callbacks=hydra_context.callbacks)
+                                     callbacks=LeanReturns(hydra_context.callbacks))
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
