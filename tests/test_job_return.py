@@ -7,6 +7,7 @@ import pickle
 
 from hydra._internal.callbacks import Callbacks
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from mlp_sweeps.job_return import LeanReturns
@@ -14,7 +15,7 @@ from mlp_sweeps.job_return import LeanReturns
 SEEN: list[tuple[bool, bool]] = []
 
 
-class Recorder:
+class Recorder(Callback):
     """A user's ``hydra.callbacks`` entry: records whether it saw the job's configs."""
 
     def on_job_end(self, config, job_return, **kwargs):
