@@ -152,17 +152,16 @@ class TrackedRun:
                 from .tracking import flatten
 
                 params = flatten(self.params)
-            if self.ledger is not None and self.claim:
-                self.run_id, self.claimed_by = self.ledger.claim(
-                    self.name, self.tags, self.parent, on_start=self._beat, since=self.since,
-                    params=params)
-                if self.run_id is None:
-                    self._stop_heartbeat()
-                    return self
-            elif self.ledger is not None:
-                self._beat(self.ledger.start(self.name, self.tags, parent=self.parent))
-                self.ledger.tracker.log_params(self._heartbeat.run_id, params)
-            if self.ledger is not None:
+                if self.claim:
+                    self.run_id, self.claimed_by = self.ledger.claim(
+                        self.name, self.tags, self.parent, on_start=self._beat,
+                        since=self.since, params=params)
+                    if self.run_id is None:
+                        self._stop_heartbeat()
+                        return self
+                else:
+                    self._beat(self.ledger.start(self.name, self.tags, parent=self.parent))
+                    self.ledger.tracker.log_params(self._heartbeat.run_id, params)
                 self.run_id = self._heartbeat.run_id
                 log.info("%s: tracking as %s (experiment %r)", self.name, self.where,
                          self.ledger.experiment)
