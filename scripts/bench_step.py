@@ -31,13 +31,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import make_config  # noqa: E402  (bench.py's overrides: key=value, data.*, loss.*)
 from mlp.blas import gemm_tn  # noqa: E402
-from mlp.config import TrainConfig  # noqa: E402
 from mlp.perf import MatmulFloor, describe_blas  # noqa: E402
 from mlp.train import build, load_data  # noqa: E402
 
@@ -58,14 +57,12 @@ def best_us(fn, calls: int, reps: int = 5) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch-size", type=int, default=100)
-    ap.add_argument("overrides", nargs="*", help="TrainConfig fields, e.g. depth=2")
+    ap.add_argument("--batch-size", type=int, help="the same as batch_size=N")
+    ap.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="TrainConfig settings, as for bench.py, e.g. depth=2")
     args = ap.parse_args(argv)
-    fields = {"batch_size": args.batch_size}
-    for o in args.overrides:
-        k, _, v = o.partition("=")
-        fields[k] = yaml.safe_load(v)
-    cfg = TrainConfig.from_dict(fields).validate()
+    batch = [f"batch_size={args.batch_size}"] if args.batch_size is not None else []
+    cfg = make_config(batch + args.overrides)
     ds = load_data(cfg)
     net, loss, opt = build(cfg, ds.n_features, ds.n_classes)
     bs = cfg.batch_size
