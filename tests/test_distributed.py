@@ -532,3 +532,22 @@ def test_slurm_launcher_config_composes(composed):
     assert type(obj).__name__ == "SlurmLauncher" and obj.poll_s == 15
     assert "poll_s" not in obj.params  # ours, not passed on to submitit / sbatch
     # (tests/test_slurm.py runs sweeps through it on a real one-node SLURM cluster)
+
+
+@pytest.mark.parametrize("timeout_min, delay", [(1, 30), (2, 60), (5, 120), (240, 120)])
+def test_slurm_warning_signal_comes_after_the_job_has_started(composed, tmp_path, timeout_min,
+                                                              delay):
+    """sbatch's ``--signal=USR2@<s>`` (submitit's warning before the time limit): at most
+    half the limit, so a short limit does not have SLURM signal the job as it starts."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                        reason="hydra-submitit-launcher (the 'slurm' extra)")
+    from hydra.utils import instantiate
+
+    from hydra_plugins.mlp_sweeps_slurm._core import _executor
+
+    cfg, _ = composed("hydra/launcher=slurm", f"hydra.launcher.timeout_min={timeout_min}",
+                      f"hydra.launcher.submitit_folder={tmp_path}")
+    executor = _executor(instantiate(cfg.hydra.launcher))
+    script = executor._executor._make_submission_file_text("python -c pass", "0")
+    assert f"#SBATCH --signal=USR2@{delay}\n" in script
+    assert f"#SBATCH --time={timeout_min}\n" in script

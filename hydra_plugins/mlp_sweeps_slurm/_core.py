@@ -155,6 +155,7 @@ def _executor(launcher):
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
     params = dict(launcher.params)
+    params["signal_delay_s"] = signal_delay_s(params)
     init_keys = {"submitit_folder", "max_num_timeout"}
     executor = submitit.AutoExecutor(cluster="slurm", folder=params["submitit_folder"],
                                      slurm_max_num_timeout=params.get("max_num_timeout", 0))
@@ -162,6 +163,17 @@ def _executor(launcher):
     executor.update_parameters(**{k if k in base else f"slurm_{k}": v
                                   for k, v in params.items() if k not in init_keys})
     return executor
+
+
+def signal_delay_s(params) -> int:
+    """How long before the time limit SLURM sends the job submitit's warning signal (USR2):
+    ``signal_delay_s`` (default 120), at most half the limit. At a limit no longer than the
+    delay, SLURM signals the job as soon as it starts, before the job has set a handler, and
+    the signal's default action kills it (a 1-minute limit: jobs dead after 1 s, "User
+    defined signal 2", the run never started)."""
+    delay = int(params.get("signal_delay_s") or 120)
+    limit_s = 60 * int(params.get("timeout_min") or 0)
+    return min(delay, limit_s // 2) if limit_s else delay
 
 
 def _request(launcher) -> str:
