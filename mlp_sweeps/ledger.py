@@ -273,8 +273,9 @@ class Ledger:
         None)`` if this process is to train it, into that run (RUNNING, ``claim=won``, with
         ``params`` logged in the same request); ``(None, the run that has it)`` if another
         live run claimed it first or one of this sweep's time finished it (this claim is
-        then deleted, leaving no trace). ``since``: when ``parent``'s sweep read the store
-        (ms; its ``read_at`` tag, which is read from the parent run if not given).
+        then deleted, leaving no trace). ``since`` (ms): FINISHED runs started since are
+        rivals (a sweep's jobs get it from the sweep; read from the parent run's
+        ``read_at`` tag if not given).
 
         MLflow has no compare-and-swap; the store is only assumed linearizable (a write
         that returned is seen by every later read: SQLite, PostgreSQL, a tracking server on
@@ -283,9 +284,10 @@ class Ledger:
         1. create the claim run, RUNNING, ``claim=pending``, with a heartbeat
            (``on_start(run_id)`` then starts its heartbeat thread);
         2. read every run of the configuration (stale ones settled KILLED); the rivals are
-           the live RUNNING runs and the FINISHED runs started since ``parent``'s sweep
-           read the store to plan (its ``read_at`` tag; else the parent's start)
-           (an older result was either skipped by the sweep or is being rerun on purpose);
+           the live RUNNING runs and the FINISHED runs started since ``since`` (a sweep
+           passes 0, every one, unless it reruns finished runs: then when it read the
+           store; without ``since``, ``parent``'s ``read_at`` tag, else its start) (an
+           older result was either skipped by the sweep or is being rerun on purpose);
         3. lose if a rival is FINISHED, has ``claim=won`` (or no claim tag: a plain run
            training it), or is an earlier claim (by start time, then run id);
         4. otherwise, if the only rivals are later pending claims, wait for them to decide

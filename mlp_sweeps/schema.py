@@ -47,7 +47,8 @@ class TrackingConf:
     experiment: str = "mlp-sweeps"
     run_name: Optional[str] = None  # null: from the overrides, e.g. "activation=gelu,loss=hinge"
     parent_run_id: Optional[str] = None  # set by the sweeper for each job of a multirun
-    read_at: Optional[int] = None  # set with it: when (ms) the sweep read the store to plan
+    # set with it: a claim's FINISHED rivals are those started since (ms; 0: all of them)
+    read_at: Optional[int] = None
     grid: Optional[List[str]] = None  # set by the sweeper: the study grids a job belongs to
     # a RUNNING run without a heartbeat for this long is dead, on any host (see README)
     heartbeat_timeout_s: float = 60.0

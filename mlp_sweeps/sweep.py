@@ -122,8 +122,14 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
         parent = _start_parent(ledger, settings, config, arguments, len(jobs), read_ms)
         heartbeat = ledger.heartbeat(parent)
         progress.log_datasets(ledger, parent, jobs)
+        # a job's claim loses to a FINISHED run of its configuration that this sweep's read
+        # did not skip: the read saw none finished for a job it runs, so every one finished
+        # now is a rival (0), unless finished runs are rerun (those started since the read).
+        # Not start times against read_ms by default: a run stamped before the read can be
+        # written after it (a writer waiting for SQLite's lock), and be trained twice.
+        since = read_ms if settings.rerun else 0
         for j in todo:
-            j.extra += [f"tracking.parent_run_id={parent}", f"tracking.read_at={read_ms}"]
+            j.extra += [f"tracking.parent_run_id={parent}", f"tracking.read_at={since}"]
     finished = [j for j in done if j.previous != Outcome.RUNNING]
     if finished:
         log.info("Skipping %d jobs already finished in experiment %r "

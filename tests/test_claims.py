@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from polling import freeze_when
 from postgres_cluster import postgres  # noqa: F401 (a fixture)
@@ -142,3 +143,33 @@ def test_two_launchers_on_postgresql_train_each_configuration_once(postgres, tmp
     parents, jobs = _runs(MlflowClient(uri), "pg")
     _one_finished_run_per_config(jobs, 4)
     assert sum(int(p.data.metrics["run"]) for p in parents) == 4, logs
+
+
+def test_a_jobs_claim_counts_every_finished_run_unless_the_sweep_reruns_them(tmp_path):
+    """What a sweep tells its jobs' claims (``tracking.read_at``): which FINISHED runs of
+    their configuration are rivals. By default all of them (0): the sweep's read saw none
+    finished for a job it runs, so any finished one was written after that read, whatever
+    its start time says (a run stamped just before the read, written just after it, while
+    its writer waited for SQLite's lock, was trained twice by three launchers). With
+    ``rerun``, those started since the sweep's read (its parent's ``read_at``)."""
+    from test_sweeps import SMALL, run_train, store_args
+
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+
+    def read_at_of_jobs() -> set:
+        return {OmegaConf.load(p).tracking.read_at
+                for p in (tmp_path / "multirun").glob("*/.hydra/config.yaml")}
+
+    args = ["-m", "seed=0,1", *SMALL, "epochs=1", *store_args(tmp_path, "since")]
+    r = run_train(*args, tmp=tmp_path)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert read_at_of_jobs() == {0}
+    r = run_train(*args, "hydra.sweeper.rerun=true", tmp=tmp_path)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "run: 2  finished: 2" in r.stdout + r.stderr
+    client = MlflowClient(uri)
+    parents = [p for p in client.search_runs(
+        [client.get_experiment_by_name("since").experiment_id], order_by=["start_time DESC"])
+        if p.data.tags.get("sweep") == "parent"]
+    assert len(parents) == 2
+    assert read_at_of_jobs() == {int(parents[0].data.tags["read_at"])}
