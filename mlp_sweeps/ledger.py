@@ -6,9 +6,11 @@ Every rule about recorded runs lives here:
   tag (:class:`Outcome`) and MLflow's run statuses (:class:`RunStatus`);
 - which of several runs of one configuration counts (:func:`latest_by_config`): a
   FINISHED run over a RUNNING one over any other, then the latest started;
-- whether a RUNNING run is still alive (:meth:`Ledger.is_alive`): its ``heartbeat`` tag,
-  refreshed every few seconds by a :class:`Heartbeat` thread of the process running it, is
-  younger than the ledger's timeout, whatever host ran it;
+- whether a RUNNING run is still alive (:meth:`Ledger.is_alive`): on the host that ran it,
+  its process must still exist (:mod:`mlp_sweeps.liveness`: known at once, pid reuse
+  included); on any host, its ``heartbeat`` tag, refreshed every few seconds by a
+  :class:`Heartbeat` thread of the process running it, must be younger than the ledger's
+  timeout;
 - which of several launchers trains a configuration (:meth:`Ledger.claim`);
 - how a run is closed (:meth:`Ledger.close`, :meth:`Ledger.mark_killed`), and how runs left
   RUNNING by a dead process are found and closed (:meth:`Ledger.settle`);
@@ -27,10 +29,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from enum import StrEnum
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from . import snapshot
+from . import liveness, snapshot
 
 if TYPE_CHECKING:  # mlflow is imported only where a store is opened
     from .tracking import Tracker
@@ -41,6 +43,14 @@ __all__ = ["Tag", "Outcome", "RunStatus", "Ledger", "Heartbeat", "latest_by_conf
            "outcome_of", "CLAIMED"]
 
 
+class StrEnum(str, Enum):
+    """``enum.StrEnum`` (Python 3.11+) for Python 3.10 too: members are their values as
+    text (``str()``, f-strings, comparisons, dictionary keys)."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
 class Tag(StrEnum):
     """Tags this project writes on runs (``str`` values, usable as keys and in filters)."""
 
@@ -48,8 +58,11 @@ class Tag(StrEnum):
     CONFIG_HASH = "config_hash"  # TrainConfig.config_hash(): a run's identity
     GRID = "grid"  # the study grids a run belongs to, comma-separated
     ERROR = "error"  # traceback or reason of a failed or killed run
-    HOST = "host"
-    PID = "pid"
+    HOST = liveness.HOST  # where the run's process lives: liveness.here()
+    BOOT_ID = liveness.BOOT_ID
+    PID_NS = liveness.PID_NS
+    PID = liveness.PID
+    PID_START = liveness.PID_START
     NODE = "node"
     OVERRIDES = "overrides"
     GIT_COMMIT = "git_commit"
@@ -157,9 +170,23 @@ def heartbeat_age(run, now: float | None = None) -> float:
 
 
 def alive(run, heartbeat_timeout_s: float, now: float | None = None) -> bool:
-    """Whether a RUNNING run is still running: its heartbeat is younger than the timeout
-    (on any host; a run without one, since its start)."""
-    return heartbeat_age(run, now) <= heartbeat_timeout_s
+    """Whether a RUNNING run is still running: its process is not known to be gone
+    (:func:`mlp_sweeps.liveness.verdict`, on its own host) and its heartbeat is younger than
+    the timeout (on any host; a run without one, since its start)."""
+    return liveness.verdict(run.data.tags) is not False \
+        and heartbeat_age(run, now) <= heartbeat_timeout_s
+
+
+def why_dead(run, heartbeat_timeout_s: float, now: float | None = None) -> str:
+    """Why :func:`alive` found a RUNNING run dead, in words for its ``error`` tag."""
+    tags = run.data.tags
+    host = tags.get(Tag.HOST, "?")
+    if liveness.verdict(tags) is False:
+        return (f"its process (pid {tags.get(Tag.PID, '?')} on host {host}) is gone "
+                f"(found by a later run on the same host)")
+    return (f"no heartbeat for {heartbeat_age(run, now):.0f} s (timeout "
+            f"{heartbeat_timeout_s:g} s): its process died on host {host} (found by a "
+            f"later run)")
 
 
 def _order(run) -> tuple:
@@ -254,13 +281,10 @@ class Ledger:
         out = []
         for r in runs:
             if r.info.status == RunStatus.RUNNING and not self.is_alive(r):
-                age = heartbeat_age(r)
-                self.mark_killed(r.info.run_id, (
-                    f"no heartbeat for {age:.0f} s (timeout {self.heartbeat_timeout_s:g} s): "
-                    f"its process died on host {r.data.tags.get(Tag.HOST, '?')} "
-                    f"(found by a later run)"))
+                why = why_dead(r, self.heartbeat_timeout_s)
+                self.mark_killed(r.info.run_id, why)
                 log.warning("Run %s (%s) was left RUNNING by a dead process: marked KILLED "
-                            "(no heartbeat for %.0f s)", r.info.run_id, r.info.run_name, age)
+                            "(%s)", r.info.run_id, r.info.run_name, why)
                 r = self.tracker.client.get_run(r.info.run_id)
             out.append(r)
         return out

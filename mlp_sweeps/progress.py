@@ -105,8 +105,11 @@ class Progress:
 
     def __init__(self, todo: Sequence[Job], ledger: Ledger | None, parent: str | None,
                  est: Estimate | None = None, n_workers: int = 1, live: bool | None = None,
-                 poll_s: float = POLL_S, plain_every_s: float = PLAIN_EVERY_S):
+                 poll_s: float = POLL_S, plain_every_s: float = PLAIN_EVERY_S,
+                 elsewhere: Sequence[Job] = ()):
         self.hashes = [j.config_hash for j in todo]
+        # held by live runs of other launchers, waited for: counted "running elsewhere"
+        self.elsewhere: set[str] = {j.config_hash for j in elsewhere}
         self.ledger, self.parent, self.n_workers = ledger, parent, max(1, n_workers)
         self.expected = {j.config_hash: (j.run_s, j.job_s, j.config.epochs)
                          for j in (est.jobs if est is not None else [])}
@@ -125,10 +128,13 @@ class Progress:
         from .ledger import latest_by_config, outcome_of
 
         latest = latest_by_config(self.ledger.runs(parent=self.parent))
-        counts = dict.fromkeys(("done", "running", "to go", "failed"), 0)
+        elsewhere = set(self.elsewhere)
+        wide = latest_by_config(self.ledger.runs()) if elsewhere else {}
+        counts = dict.fromkeys(("done", "running", "elsewhere", "to go", "failed"), 0)
         real, predicted, remaining, waiting = 0.0, 0.0, [], []
-        for h in self.hashes:
-            r = latest.get(h)
+        hashes = self.hashes + sorted(elsewhere.difference(self.hashes))
+        for h in hashes:
+            r = wide.get(h) if h in elsewhere else latest.get(h)
             run_s, job_s, epochs = self.expected.get(h, (None, None, None))
             st = outcome_of(r) if r is not None else None
             if st in ENDED:
@@ -138,7 +144,7 @@ class Progress:
                 if st not in FAILED and t is not None and run_s:
                     real, predicted = real + t, predicted + run_s
             elif st == "running":
-                counts["running"] += 1
+                counts["elsewhere" if h in elsewhere else "running"] += 1
                 done = r.data.metrics.get("epochs_completed", 0.0)
                 if job_s is not None:
                     remaining.append(job_s * max(0.0, 1.0 - done / max(1, epochs)))
@@ -153,21 +159,33 @@ class Progress:
 
             eta, _ = schedule([s * scale for s in sorted(remaining, reverse=True) + waiting],
                               self.n_workers)
-        return {**counts, "total": len(self.hashes), "elapsed": time.perf_counter() - self.t0,
+        return {**counts, "total": len(hashes), "elapsed": time.perf_counter() - self.t0,
                 "eta": eta, "scale": scale}
 
+    def take_over(self, hashes) -> None:
+        """Configurations no longer held elsewhere: run by this sweep from now on."""
+        for h in hashes:
+            self.elsewhere.discard(h)
+            if h not in self.hashes:
+                self.hashes.append(h)
+
+    def _counts(self, s: dict[str, Any]) -> str:
+        return (f"{s['running']} running, "
+                + (f"{s['elsewhere']} running elsewhere, " if s.get("elsewhere") else "")
+                + f"{s['to go']} to go, {s['failed']} failed | elapsed {_clock(s['elapsed'])}, "
+                f"ETA {_clock(s['eta'])}")
+
     def line(self, s: dict[str, Any] | None = None) -> str:
-        """``sweep: 3/12 done, 2 running, 7 to go, 1 failed | elapsed 0:42, ETA 1:30``."""
+        """``sweep: 3/12 done, 2 running, 7 to go, 1 failed | elapsed 0:42, ETA 1:30``
+        (``..., 2 running elsewhere, ...`` while it waits for other launchers' runs)."""
         s = s or self.state
         if not s:
             return f"sweep: 0/{len(self.hashes)} done"
-        return (f"sweep: {s['done']}/{s['total']} done, {s['running']} running, "
-                f"{s['to go']} to go, {s['failed']} failed | elapsed {_clock(s['elapsed'])}, "
-                f"ETA {_clock(s['eta'])}")
+        return f"sweep: {s['done']}/{s['total']} done, {self._counts(s)}"
 
     # the thread ----------------------------------------------------------------------------
     def __enter__(self) -> "Progress":
-        if self.ledger is None or not self.hashes:
+        if self.ledger is None or not (self.hashes or self.elsewhere):
             return self
         if self.live:
             from tqdm import tqdm
@@ -176,7 +194,7 @@ class Progress:
             self._redirect = logging_redirect_tqdm()  # log lines print above the bar
             self._redirect.__enter__()
             size = shutil.get_terminal_size((100, 24))  # (a pty may say 0 x 0: tqdm hides)
-            self._bar = tqdm(total=len(self.hashes), desc="sweep", unit="run",
+            self._bar = tqdm(total=len(set(self.hashes) | self.elsewhere), desc="sweep", unit="run",
                              ncols=size.columns, nrows=size.lines,
                              file=sys.stdout,
                              bar_format="{desc}: {bar:20} {n}/{total} done{postfix}")
@@ -200,10 +218,8 @@ class Progress:
             return
         if self._bar is not None:
             s = self.state
-            self._bar.n = s["done"]
-            self._bar.set_postfix_str(
-                f"{s['running']} running, {s['to go']} to go, {s['failed']} failed | "
-                f"elapsed {_clock(s['elapsed'])}, ETA {_clock(s['eta'])}")
+            self._bar.n, self._bar.total = s["done"], s["total"]
+            self._bar.set_postfix_str(self._counts(s))
 
     def __exit__(self, *exc) -> bool:
         if self._thread is None:

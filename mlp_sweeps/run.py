@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -37,7 +36,7 @@ from mlp.files import PROJECT_ROOT
 from mlp.metrics import CURVES, EPOCH
 from mlp.train import load_data
 
-from . import parallelism
+from . import liveness, parallelism
 from .errors import InvalidConfig
 from .ledger import CLAIMED, Ledger, Outcome, RunStatus, Tag, outcome_of
 
@@ -342,9 +341,8 @@ def _tags(tcfg: TrainConfig, job: HydraJob, tr) -> dict[str, Any]:
         Tag.OVERRIDES: " ".join(job.overrides),
         Tag.CONFIG_HASH: tcfg.config_hash(),
         Tag.GIT_COMMIT: git_commit(),
-        Tag.HOST: socket.gethostname(),
+        **liveness.here(),  # host, boot id, pid: whether it is alive is known at once there
         Tag.NODE: node_name(),
-        Tag.PID: os.getpid(),
         Tag.BLAS_THREADS: ",".join(map(str, actual)) or "none",
         Tag.SWEEP_PARENT_ID: tr.parent_run_id or "",
         Tag.GRID: ",".join(tr.grid or []),

@@ -28,8 +28,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -37,10 +35,10 @@ from typing import Any, Callable, Sequence
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from . import parallelism, plan, progress, snapshot, workers
+from . import liveness, parallelism, plan, progress, snapshot, workers
 from .errors import UserError
-from .ledger import (CLAIMED, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, alive,
-                     latest_by_config)
+from .ledger import (CLAIMED, RESULTS, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, alive,
+                     latest_by_config, outcome_of)
 from .store import resolve_uri
 
 log = logging.getLogger(__name__)
@@ -63,6 +61,7 @@ class Settings:
     dry_run: bool = False
     rerun: bool = False
     only: list[str] | None = None
+    leave_to_others: bool = False
 
 
 def run(settings: Settings, config: DictConfig, launcher: Any,
@@ -103,15 +102,20 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
     if settings.dry_run:
         _list_plan(jobs, todo, done)
         return []
+    # configurations held by live runs of other launchers: waited for, and run here if
+    # their holder dies (unless left to them)
+    elsewhere = [j for j in done if j.previous == Outcome.RUNNING]
+    wait = ledger is not None and not settings.leave_to_others
+    may_launch = bool(todo) or (wait and bool(elsewhere))
     if warm is not None:
         warm.join()
-        if not todo:
+        if not may_launch:
             workers.release(launcher)
     prepare = getattr(launcher, "prepare", None)  # e.g. Ray: connect to the cluster
-    if todo and callable(prepare):
+    if may_launch and callable(prepare):
         prepare()  # an unreachable cluster fails here, before any run is recorded
     quiet = progress.quiet_job_overrides(config, n_workers) if ledger is not None else []
-    for j in todo:
+    for j in todo + elsewhere:
         j.extra += quiet  # their log lines in their log files; the progress line here
         if threads is not None:
             j.extra.append(f"blas_threads={threads}")
@@ -128,7 +132,7 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
         # Not start times against read_ms by default: a run stamped before the read can be
         # written after it (a writer waiting for SQLite's lock), and be trained twice.
         since = read_ms if settings.rerun else 0
-        for j in todo:
+        for j in todo + elsewhere:
             j.extra += [f"tracking.parent_run_id={parent}", f"tracking.read_at={since}"]
     finished = [j for j in done if j.previous != Outcome.RUNNING]
     if finished:
@@ -139,10 +143,21 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
     if est is not None:
         workers.batch_short_jobs(launcher, [j.run_s for j in est.jobs], n_workers)
     outcome: dict[str, Any] = {}  # config hash -> JobReturn, or "completed" / "killed"
+    others: dict[str, Any] = {}  # config hash -> the run of another launcher that has it
     status = RunStatus.KILLED
     try:
-        with progress.Progress(todo, ledger, parent, est, n_workers):
+        with progress.Progress(todo, ledger, parent, est, n_workers,
+                               elsewhere=elsewhere if wait else ()) as prog:
             launch_all(launcher, todo, outcome, ledger, parent, settings.max_batch_size)
+            if ledger is not None:
+                elsewhere += _claimed_elsewhere(todo, outcome)
+                if elsewhere and wait:
+                    prog.elsewhere.update(j.config_hash for j in elsewhere)
+                    log.info("Waiting for %d configurations held by live runs of other "
+                             "launchers (hydra.sweeper.leave_to_others=true would leave them "
+                             "to those runs)", len(elsewhere))
+                    others = wait_for_others(launcher, elsewhere, outcome, ledger, parent,
+                                             settings.max_batch_size, prog)
         status = RunStatus.FINISHED
         workers.release(launcher)  # idle now: not waited for at exit
     finally:
@@ -150,8 +165,8 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
             for r in ledger.runs(parent=parent):
                 if r.info.status == RunStatus.RUNNING:  # in flight: will not finish
                     ledger.mark_killed(r.info.run_id, "the sweep was interrupted")
-        counts = summarize(jobs, todo, done, outcome, ledger, parent)
-        if todo:
+        counts = summarize(jobs, todo, done, outcome, ledger, parent, others)
+        if todo or others:
             progress.report(ledger, parent, time.perf_counter() - t0, est)
         if ledger is not None:
             heartbeat.stop()
@@ -266,6 +281,58 @@ def launch_all(launcher, todo: list[plan.Job], outcome: dict[str, Any], ledger: 
         idx += len(batch)
 
 
+def _claimed_elsewhere(todo: list[plan.Job], outcome: dict[str, Any]) -> list[plan.Job]:
+    """Jobs that lost their claim to another launcher's run (taken out of ``outcome``:
+    they did not run here)."""
+    out = []
+    for j in todo:
+        ret = outcome.get(j.config_hash)
+        if job_error(ret) is None and isinstance(ret, JobReturn) \
+                and isinstance(ret.return_value, dict) and ret.return_value.get("status") == CLAIMED:
+            del outcome[j.config_hash]
+            j.previous = Outcome.RUNNING.value
+            out.append(j)
+    return out
+
+
+def wait_for_others(launcher, jobs: list[plan.Job], outcome: dict[str, Any], ledger: Ledger,
+                    parent: str, max_batch_size: int | None, prog=None,
+                    poll_s: float = progress.POLL_S) -> dict[str, Any]:
+    """Wait until every configuration of ``jobs`` (held by live runs of other launchers)
+    has a result; one whose holder died (found at once on this host, after the heartbeat
+    timeout elsewhere: :meth:`Ledger.settle`) or was lost is launched here, into
+    ``outcome``. Returns config hash -> the other launcher's run that ended it."""
+    waiting = {j.config_hash: j for j in jobs}
+    ended: dict[str, Any] = {}
+    while waiting:
+        latest = latest_by_config(ledger.settle(
+            r for r in ledger.runs() if r.data.tags.get(Tag.CONFIG_HASH) in waiting))
+        takeover = []
+        for h, j in list(waiting.items()):
+            r = latest.get(h)
+            if r is not None and r.info.status == RunStatus.RUNNING:
+                continue  # alive (settled): still theirs
+            del waiting[h]
+            if r is not None and r.info.status in (RunStatus.FINISHED, RunStatus.FAILED):
+                ended[h] = r
+            else:  # its holder died (KILLED), or no run holds it: run it here
+                j.previous = Outcome.KILLED.value
+                takeover.append(j)
+        if takeover:
+            log.warning("Taking over %d configurations whose runs elsewhere died: %s",
+                        len(takeover), ", ".join(j.name for j in takeover))
+            if prog is not None:
+                prog.take_over(j.config_hash for j in takeover)
+            launch_all(launcher, takeover, outcome, ledger, parent, max_batch_size)
+            for j in _claimed_elsewhere(takeover, outcome):  # another launcher was first
+                waiting[j.config_hash] = j
+                if prog is not None:
+                    prog.elsewhere.add(j.config_hash)
+        elif waiting:
+            time.sleep(poll_s)
+    return ended
+
+
 def is_worker_loss(e: BaseException) -> bool:
     """A launcher error meaning a worker process died (joblib/loky, concurrent.futures,
     Ray), as opposed to an error in a job, which the launcher returns per job."""
@@ -288,58 +355,73 @@ def job_error(ret: Any) -> BaseException | None:
 
 
 def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
-              outcome: dict[str, Any], ledger: Ledger | None, parent: str | None
-              ) -> dict[str, int]:
-    """Counts per outcome, from the store when tracking (the truth), else from the
-    launcher's returns; an integrity check of planned against recorded. Logged."""
-    # (elsewhere: claimed by other live runs, at the start or when the job started)
-    counts = dict.fromkeys((*COUNTS, "missing", "elsewhere"), 0)
-    elsewhere = sum(1 for j in done if j.previous == Outcome.RUNNING)
-    counts.update(planned=len(jobs), skipped=len(done) - elsewhere, elsewhere=elsewhere,
-                  run=len(outcome), resumed=sum(1 for j in todo if j.previous))
+              outcome: dict[str, Any], ledger: Ledger | None, parent: str | None,
+              others: dict[str, Any] | None = None) -> dict[str, int]:
+    """Counts per outcome over the whole sweep, from the store when tracking (the truth),
+    else from the launcher's returns: the jobs run here (``outcome``) and those another
+    launcher's run ended (``others``); an integrity check of planned against recorded.
+    ``elsewhere``: configurations ended by other launchers; ``left``: left to live runs of
+    other launchers, unfinished (``leave_to_others``). Logged."""
+    others = others or {}
+    counts = dict.fromkeys((*COUNTS, "missing", "elsewhere", "left"), 0)
+    counts.update(planned=len(jobs), elsewhere=len(others),
+                  skipped=sum(1 for j in done if j.previous != Outcome.RUNNING),
+                  resumed=sum(1 for j in todo if j.previous))
     lines = ["", "Sweep summary", "-------------"]
     latest = latest_by_config(ledger.runs(parent=parent)) if ledger is not None else {}
-    for j in todo:
-        ret = outcome.get(j.config_hash)
-        if ret is None:
-            continue  # never launched (interrupted)
-        err = job_error(ret)
-        if err is None and isinstance(ret, JobReturn) and isinstance(ret.return_value, dict) \
-                and ret.return_value.get("status") == CLAIMED:  # another launcher had it
-            counts["elsewhere"] += 1
-            counts["run"] -= 1
-            continue
-        if ledger is not None:
-            r = latest.get(j.config_hash)
-            if r is None:
-                counts["missing"] += 1
-                lines.append(f"MISSING from the store: {j.name}")
-                continue
-            st = r.data.tags.get(Tag.STATUS, "?")
-            key = st if st in (Outcome.FINISHED, Outcome.DIVERGED, Outcome.FAILED,
-                               Outcome.KILLED) else Outcome.FAILED
+    for j in jobs:
+        h = j.config_hash
+        ret = outcome.get(h)
+        if h in others:
+            r = others[h]
+            key = Outcome(outcome_of(r)) if outcome_of(r) in RESULTS or \
+                outcome_of(r) == Outcome.FAILED else Outcome.FAILED
             tail = r.data.tags.get(Tag.ERROR, "").strip().splitlines()
-            why = f"{type(err).__name__}: {err}" if err is not None else (tail[-1] if tail else "?")
-        elif ret == "killed":
-            key, why = Outcome.KILLED, "its worker process died twice"
-        elif err is not None:
-            key, why = Outcome.FAILED, f"{type(err).__name__}: {err}"
+            why = f"(run {r.info.run_id} of another launcher) " + (tail[-1] if tail else "?")
+        elif ret is None:
+            if j.previous == Outcome.RUNNING:
+                counts["left"] += 1  # left to a live run of another launcher
+            continue  # finished before, or never launched (interrupted)
         else:
-            value = ret.return_value if isinstance(ret, JobReturn) else None
-            key = Outcome.DIVERGED if (value or {}).get("status") == Outcome.DIVERGED \
-                else Outcome.FINISHED
+            counts["run"] += 1
+            err = job_error(ret)
+            if ledger is not None:
+                r = latest.get(h)
+                if r is None:
+                    counts["missing"] += 1
+                    lines.append(f"MISSING from the store: {j.name}")
+                    continue
+                st = r.data.tags.get(Tag.STATUS, "?")
+                key = st if st in (Outcome.FINISHED, Outcome.DIVERGED, Outcome.FAILED,
+                                   Outcome.KILLED) else Outcome.FAILED
+                tail = r.data.tags.get(Tag.ERROR, "").strip().splitlines()
+                why = f"{type(err).__name__}: {err}" if err is not None else (
+                    tail[-1] if tail else "?")
+            elif ret == "killed":
+                key, why = Outcome.KILLED, "its worker process died twice"
+            elif err is not None:
+                key, why = Outcome.FAILED, f"{type(err).__name__}: {err}"
+            else:
+                value = ret.return_value if isinstance(ret, JobReturn) else None
+                key = Outcome.DIVERGED if (value or {}).get("status") == Outcome.DIVERGED \
+                    else Outcome.FINISHED
         counts[key] += 1
         if key in (Outcome.FAILED, Outcome.KILLED):
             lines.append(f"{key.upper()} {j.name}: {why}")
     lines.insert(3, "  ".join(f"{k}: {counts[k]}" for k in COUNTS))
-    not_run = len(todo) - len(outcome)
+    not_run = sum(1 for j in todo if j.config_hash not in outcome and j.config_hash not in
+                  others and j.previous != Outcome.RUNNING)
     if not_run:
         lines.append(f"not run (interrupted): {not_run}; rerun the same command to resume")
     if ledger is not None:
-        lines.append(f"this launcher ran {counts['run']}, found {counts['skipped']} finished; "
-                     f"{counts['elsewhere']} were claimed by other live runs")
+        lines.append(f"this launcher ran {counts['run']}, found {counts['skipped']} finished"
+                     + (f"; {counts['elsewhere']} ended by other launchers"
+                        if counts["elsewhere"] else "")
+                     + (f"; {counts['left']} left to live runs of other launchers "
+                        "(hydra.sweeper.leave_to_others=true)" if counts["left"] else ""))
         lines.append(f"store: experiment {ledger.experiment!r}, parent run {parent}"
-                     + (f"; {len(done)} earlier finished runs reused" if done else ""))
+                     + (f"; {counts['skipped']} earlier finished runs reused"
+                        if counts["skipped"] else ""))
     log.info("\n".join(lines))
     return counts
 
@@ -363,8 +445,7 @@ def _start_parent(ledger: Ledger, settings: Settings, config: DictConfig,
         Tag.PLANNED: planned,
         Tag.GRIDS: ",".join(settings.grids),
         Tag.STATUS: Outcome.RUNNING,
-        Tag.HOST: socket.gethostname(),
-        Tag.PID: os.getpid(),
+        **liveness.here(),
     })
     ledger.tracker.log_params(parent, {"sweep.params": settings.params,
                                        "sweep.grids": settings.grids,

@@ -87,45 +87,83 @@ def test_three_launchers_of_one_sweep_train_each_configuration_once(tmp_path, st
     print(f"\n3 launchers of a 12-job sweep: {wall:.1f} s wall; ran {ran}")
 
 
-def test_a_killed_launchers_share_is_finished_by_a_rerun_after_the_heartbeat_timeout(
-        tmp_path, store_uri):
-    uri, timeout = store_uri, 6  # seconds without a heartbeat: dead
+def _kill_when_training(proc: subprocess.Popen, client: MlflowClient, experiment: str,
+                        log: Path) -> list:
+    """SIGKILL ``proc``'s process group (the launcher and its workers, no cleanup) once a
+    run finished and a claim it won is training (one worker: joblib runs the jobs in the
+    launching process, whose pid the runs record); the runs it left RUNNING."""
+    try:
+        def training() -> list:  # a finished run, and a claim won and training
+            assert proc.poll() is None, log.read_text()
+            jobs = _runs(client, experiment)[1]
+            if any(r.info.status == "FINISHED" for r in jobs):
+                return [r for r in jobs if r.info.status == "RUNNING"
+                        and r.data.tags.get("claim") == "won"
+                        and r.data.tags.get("pid") == str(proc.pid)]
+            return []
+
+        freeze_when(proc.pid, training, timeout=300)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return [r for r in _runs(client, experiment)[1] if r.info.status == "RUNNING"
+            and r.data.tags.get("pid") == str(proc.pid)]
+
+
+def test_a_killed_launchers_share_is_finished_by_a_rerun_at_once(tmp_path, store_uri):
+    """SIGKILL a sweep and rerun it right away, its dead runs' heartbeats still fresh (the
+    default 60 s timeout): on this host their processes are known to be gone, so the
+    rerun runs their configurations and ends with one finished run per configuration."""
+    uri = store_uri
     # jobs of ~1 s of training: a job of a few ms is RUNNING for less than the test's
     # look at the store takes, and the victim can finish all four between two looks
     args = ["-m", "seed=0,1,2,3", "epochs=400", *TINY, f"tracking.uri={uri}",
-            "tracking.experiment=kill", f"tracking.heartbeat_timeout_s={timeout}"]
+            "tracking.experiment=kill"]
     client = MlflowClient(uri)
     victim = _launch(args, tmp_path, "victim")
-    try:
-        def training() -> list:  # a finished run, and a claim won and training
-            assert victim.poll() is None, (tmp_path / "victim.log").read_text()
-            jobs = _runs(client, "kill")[1]
-            if any(r.info.status == "FINISHED" for r in jobs):
-                return [r for r in jobs if r.info.status == "RUNNING"
-                        and r.data.tags.get("claim") == "won"]
-            return []
-
-        freeze_when(victim.pid, training, timeout=300)
-    finally:
-        os.killpg(victim.pid, signal.SIGKILL)  # the launcher and its job, no cleanup
-        victim.wait()
-    killed_at = time.time()
-    _, jobs = _runs(client, "kill")
-    left = [r for r in jobs if r.info.status == "RUNNING"]
-    assert left and len([r for r in jobs if r.info.status == "FINISHED"]) < 4
-
-    time.sleep(max(0.0, killed_at + timeout + 0.5 - time.time()))
+    left = _kill_when_training(victim, client, "kill", tmp_path / "victim.log")
+    assert left and len([r for r in _runs(client, "kill")[1]
+                         if r.info.status == "FINISHED"]) < 4
+    t0 = time.perf_counter()
     again = subprocess.run([sys.executable, str(ROOT / "train.py"), *args,
                             f"hydra.sweep.dir={tmp_path / 'again'}"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=300, env=_env())
     out = again.stdout + again.stderr
     assert again.returncode == 0, out
     assert "left RUNNING by a dead process" in out
+    assert "claimed by" not in out and "left to live runs" not in out
     _, jobs = _runs(client, "kill")
     _one_finished_run_per_config(jobs, 4)
     dead = {r.info.run_id: r for r in jobs if r.info.status == "KILLED"}
     assert {r.info.run_id for r in left} <= set(dead)
-    assert all("no heartbeat for" in r.data.tags["error"] for r in dead.values())
+    assert all("is gone" in r.data.tags["error"] for r in dead.values())
+    print(f"\nrerun at once after SIGKILL: {time.perf_counter() - t0:.1f} s")
+
+
+def test_survivors_of_three_launchers_finish_a_killed_ones_share_without_a_rerun(
+        tmp_path, store_uri):
+    """Three launchers of one sweep, one SIGKILLed mid-sweep: the two others wait for the
+    configurations it held, take them over as soon as its processes are gone, and end
+    with every configuration trained once and exit status 0."""
+    uri = store_uri
+    args = ["-m", "seed=0,1,2,3,4,5", "epochs=300", *TINY, f"tracking.uri={uri}",
+            "tracking.experiment=survivors"]
+    client = MlflowClient(uri)
+    procs = [_launch(args, tmp_path, f"s{i}") for i in range(3)]
+    left = _kill_when_training(procs[0], client, "survivors", tmp_path / "s0.log")
+    assert left
+    codes = [p.wait(timeout=400) for p in procs[1:]]
+    logs = [(tmp_path / f"s{i}.log").read_text() for i in (1, 2)]
+    assert codes == [0, 0], "\n\n".join(logs)
+    parents, jobs = _runs(client, "survivors")
+    _one_finished_run_per_config(jobs, 6)
+    killed = [r for r in jobs if r.info.status == "KILLED"]
+    assert {r.info.run_id for r in left} <= {r.info.run_id for r in killed}
+    for p in parents:  # each survivor speaks for the whole sweep
+        if p.info.status == "FINISHED":
+            m = p.data.metrics
+            assert m["run"] + m["skipped"] + m["elsewhere"] == 6 and m["finished"] == 6, m
+    assert sum(p.info.status == "FINISHED" for p in parents) == 2
 
 
 def test_two_launchers_on_postgresql_train_each_configuration_once(postgres, tmp_path):

@@ -24,6 +24,10 @@ class MlpSweeperConf:
     rerun: bool = False
     # run only these of the ``grids`` (null: all)
     only: Optional[List[str]] = None
+    # configurations held by live runs of other launchers: false (default) waits for them
+    # and takes over any whose holder dies, so the sweep ends with every configuration
+    # done; true leaves them to those runs and exits when this launcher's jobs end
+    leave_to_others: bool = False
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="mlp", node=MlpSweeperConf,

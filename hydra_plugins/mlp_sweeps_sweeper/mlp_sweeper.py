@@ -17,16 +17,15 @@ from hydra_plugins.mlp_sweeps_sweeper.config import MlpSweeperConf  # noqa: F401
 
 
 class MlpSweeper(Sweeper):
-    def __init__(self, max_batch_size: Optional[int] = None,
-                 params: Optional[Dict[str, str]] = None,
-                 grids: Optional[Dict[str, Dict[str, Any]]] = None, dry_run: bool = False,
-                 rerun: bool = False, only: Optional[List[str]] = None):
+    def __init__(self, params: Optional[Dict[str, str]] = None,
+                 grids: Optional[Dict[str, Dict[str, Any]]] = None,
+                 only: Optional[List[str]] = None, **settings: Any):
         from mlp_sweeps.sweep import Settings
 
         plain = OmegaConf.to_container(OmegaConf.create({"p": params or {}, "g": grids or {}}))
-        self.settings = Settings(max_batch_size, dict(plain["p"]),
-                                 {k: dict(v or {}) for k, v in plain["g"].items()},
-                                 dry_run, rerun, list(only) if only else None)
+        self.settings = Settings(params=dict(plain["p"]),
+                                 grids={k: dict(v or {}) for k, v in plain["g"].items()},
+                                 only=list(only) if only else None, **settings)
         self.config: Optional[DictConfig] = None
         self.launcher = None
         self.hydra_context: Optional[HydraContext] = None
