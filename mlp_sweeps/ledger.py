@@ -377,7 +377,9 @@ class Heartbeat:
             try:
                 self.ledger.beat(self.run_id)
             except Exception as e:  # noqa: BLE001 - a missed beat must not kill the run
-                log.warning("Heartbeat of run %s not recorded: %s", self.run_id, e)
+                from .faults import first_line
+
+                log.warning("Heartbeat of run %s not recorded: %s", self.run_id, first_line(e))
 
     def stop(self) -> None:
         self._stop.set()

@@ -300,7 +300,9 @@ def report(ledger: Ledger | None, parent: str | None, wall_s: float,
         exp_id = tracker.experiment_id(ledger.experiment)
         lines += next_commands(uri, ledger.experiment, exp_id)
     except Exception as e:  # noqa: BLE001 - the report must not hide the sweep's result
-        lines.append(f"(no table: {type(e).__name__}: {e})")
+        from .faults import first_line
+
+        lines.append(f"(no table: {first_line(e)})")
     log.info("\n".join(lines))
 
 

@@ -38,6 +38,8 @@ from mlp.train import load_data
 
 from . import liveness, parallelism
 from .errors import InvalidConfig
+from .faults import MachineFault, diagnose, first_line
+from .store import resolve_uri
 from .ledger import CLAIMED, Ledger, Outcome, RunStatus, Tag, outcome_of
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,21 @@ _NOT_IN_NAME = ("tracking.", "hydra.", "sweep=", "blas_threads=", "progress=")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train and track one configuration; returns its summary metrics and status."""
+    """Train and track one configuration; returns its summary metrics and status. A fault
+    of the machine (a full disk, a store that cannot be written) is raised as
+    :class:`~mlp_sweeps.faults.MachineFault`, one message naming the path and the fix."""
+    try:
+        return _run(cfg)
+    except MachineFault:
+        raise
+    except Exception as e:
+        why = diagnose(e, resolve_uri(cfg.tracking.uri) if cfg.tracking.enabled else None)
+        if why is None:
+            raise
+        raise MachineFault(why) from None
+
+
+def _run(cfg: DictConfig) -> dict[str, Any]:
     container = OmegaConf.to_container(cfg, resolve=True)
     try:  # checked, then verified and memory-mapped, before any run is created
         tcfg = TrainConfig.from_dict(container).validate()
@@ -189,13 +205,21 @@ class TrackedRun:
                     pending, self._pending = self._pending, []
                     self.ledger.close(self.run_id, self.outcome, metrics=pending)
                 else:
+                    fault = diagnose(exc, self.ledger.tracker.uri)
                     try:
                         self.flush()
-                    except Exception:  # noqa: BLE001 - the run is closed whatever happens
-                        log.exception("%s: could not record its last metrics", self.name)
+                    except Exception as e:  # noqa: BLE001 - the run is closed whatever happens
+                        log.warning("%s: could not record its last metrics: %s", self.name,
+                                    first_line(e))
                     killed = isinstance(exc, KeyboardInterrupt)
-                    self.ledger.close(self.run_id, Outcome.KILLED if killed else Outcome.FAILED,
-                                      "".join(traceback.format_exception(exc)))
+                    try:  # a full disk may refuse this too: the run is then settled later
+                        self.ledger.close(
+                            self.run_id, Outcome.KILLED if killed else Outcome.FAILED,
+                            (fault + "\n\n" if fault else "")
+                            + "".join(traceback.format_exception(exc)))
+                    except Exception as e:  # noqa: BLE001 - the original error propagates
+                        log.warning("%s: could not record its end in the store: %s",
+                                    self.name, first_line(e))
         finally:
             self._restore_handler()
         return False

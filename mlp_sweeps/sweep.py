@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import liveness, parallelism, plan, progress, snapshot, workers
 from .errors import UserError
+from .faults import MachineFault, diagnose, first_line
 from .ledger import (CLAIMED, RESULTS, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, alive,
                      latest_by_config, outcome_of)
 from .store import resolve_uri
@@ -66,7 +67,23 @@ class Settings:
 
 def run(settings: Settings, config: DictConfig, launcher: Any,
         compose: Callable[[list[str]], Any], arguments: Sequence[str], parser=None) -> list:
-    """Plan, resume, launch and summarize the sweep; Hydra's list of job returns."""
+    """Plan, resume, launch and summarize the sweep; Hydra's list of job returns. A fault
+    of the machine (full disk, unwritable or removed store) is one message naming the
+    path and the fix (:class:`~mlp_sweeps.faults.MachineFault`), after the summary."""
+    try:
+        return _run(settings, config, launcher, compose, arguments, parser)
+    except UserError:
+        raise
+    except Exception as e:
+        tracking = config.tracking
+        why = diagnose(e, resolve_uri(tracking.uri) if tracking.enabled else None)
+        if why is None:
+            raise
+        raise MachineFault(why) from None
+
+
+def _run(settings: Settings, config: DictConfig, launcher: Any,
+         compose: Callable[[list[str]], Any], arguments: Sequence[str], parser=None) -> list:
     t0 = time.perf_counter()
     jobs = plan.plan(settings.params, settings.grids, arguments, compose, settings.only, parser)
     log.info("Planned and validated %d jobs in %.2f s", len(jobs), time.perf_counter() - t0)
@@ -161,17 +178,26 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
         status = RunStatus.FINISHED
         workers.release(launcher)  # idle now: not waited for at exit
     finally:
-        if ledger is not None and status != RunStatus.FINISHED:
-            for r in ledger.runs(parent=parent):
-                if r.info.status == RunStatus.RUNNING:  # in flight: will not finish
-                    ledger.mark_killed(r.info.run_id, "the sweep was interrupted")
-        counts = summarize(jobs, todo, done, outcome, ledger, parent, others)
+        # machine faults met by the jobs or here: the store's writes below may meet them
+        # too; each is said once, after the summary
+        faults = Faults(ledger.tracker.uri if ledger is not None else None)
+        for ret in outcome.values():
+            faults.add(job_error(ret))
+        if ledger is not None:
+            faults.attempt(_close_left_running, ledger, parent, outcome,
+                           status == RunStatus.FINISHED, faults.first())
+        counts = faults.attempt(summarize, jobs, todo, done, outcome, ledger, parent, others)
+        if counts is None:  # the store cannot be read: from the launcher's returns
+            counts = summarize(jobs, todo, done, outcome, None, parent, others)
         if todo or others:
-            progress.report(ledger, parent, time.perf_counter() - t0, est)
+            faults.attempt(progress.report, ledger, parent, time.perf_counter() - t0, est)
         if ledger is not None:
             heartbeat.stop()
-            _end_parent(ledger, parent, counts, status)
+            faults.attempt(_end_parent, ledger, parent, counts, status)
     bad = [f"{counts[k]} {k}" for k in ("failed", "killed", "missing") if counts[k]]
+    if faults:
+        raise MachineFault(f"{faults}\n({', '.join(bad) or 'no job failed'} of "
+                           f"{counts['planned']} jobs; see the summary above)")
     if bad:
         raise SweepFailed(
             f"{', '.join(bad)} of {counts['planned']} jobs; the others are recorded (see "
@@ -281,6 +307,54 @@ def launch_all(launcher, todo: list[plan.Job], outcome: dict[str, Any], ledger: 
         idx += len(batch)
 
 
+class Faults:
+    """The machine faults a sweep met (:func:`mlp_sweeps.faults.diagnose`), each message
+    once; :meth:`attempt` runs a step of the sweep's ending that writes or reads the store,
+    keeping a fault (or any other store error, logged in one line) from hiding the rest."""
+
+    def __init__(self, uri: str | None):
+        self.uri, self.messages = uri, []
+
+    def add(self, e: BaseException | None) -> bool:
+        why = diagnose(e, self.uri) if e is not None else None
+        if why is not None and why not in self.messages:
+            self.messages.append(why)
+        return why is not None
+
+    def first(self) -> str | None:
+        return self.messages[0] if self.messages else None
+
+    def attempt(self, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001 - said once; the sweep's result goes on
+            if not self.add(e):
+                log.error("%s failed: %s", fn.__name__.strip("_"), first_line(e))
+            return None
+
+    def __bool__(self) -> bool:
+        return bool(self.messages)
+
+    def __str__(self) -> str:
+        return "\n".join(self.messages)
+
+
+def _close_left_running(ledger: Ledger, parent: str, outcome: dict[str, Any], finished: bool,
+                        fault: str | None) -> None:
+    """Runs of the sweep still RUNNING once it ends: closed KILLED if the sweep was
+    interrupted, else (their job ended without closing them: the store refused its last
+    write) FAILED with the job's error."""
+    for r in ledger.runs(parent=parent):
+        if r.info.status != RunStatus.RUNNING:
+            continue
+        if not finished:  # in flight: will not finish
+            ledger.mark_killed(r.info.run_id, "the sweep was interrupted")
+            continue
+        err = job_error(outcome.get(r.data.tags.get(Tag.CONFIG_HASH)))
+        ledger.close(r.info.run_id, Outcome.FAILED, fault or (
+            first_line(err) if err is not None else "its job ended without closing it"))
+
+
 def _claimed_elsewhere(todo: list[plan.Job], outcome: dict[str, Any]) -> list[plan.Job]:
     """Jobs that lost their claim to another launcher's run (taken out of ``outcome``:
     they did not run here)."""
@@ -374,8 +448,8 @@ def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
         ret = outcome.get(h)
         if h in others:
             r = others[h]
-            key = Outcome(outcome_of(r)) if outcome_of(r) in RESULTS or \
-                outcome_of(r) == Outcome.FAILED else Outcome.FAILED
+            st = outcome_of(r)
+            key = Outcome(st) if st in (*RESULTS, Outcome.FAILED) else Outcome.FAILED
             tail = r.data.tags.get(Tag.ERROR, "").strip().splitlines()
             why = f"(run {r.info.run_id} of another launcher) " + (tail[-1] if tail else "?")
         elif ret is None:
@@ -387,16 +461,19 @@ def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
             err = job_error(ret)
             if ledger is not None:
                 r = latest.get(h)
-                if r is None:
+                if r is None and err is not None:  # failed before its run was recorded
+                    key, why = Outcome.FAILED, first_line(err)
+                elif r is None:
                     counts["missing"] += 1
                     lines.append(f"MISSING from the store: {j.name}")
                     continue
-                st = r.data.tags.get(Tag.STATUS, "?")
-                key = st if st in (Outcome.FINISHED, Outcome.DIVERGED, Outcome.FAILED,
-                                   Outcome.KILLED) else Outcome.FAILED
-                tail = r.data.tags.get(Tag.ERROR, "").strip().splitlines()
-                why = f"{type(err).__name__}: {err}" if err is not None else (
-                    tail[-1] if tail else "?")
+                else:
+                    st = r.data.tags.get(Tag.STATUS, "?")
+                    key = st if st in (Outcome.FINISHED, Outcome.DIVERGED, Outcome.FAILED,
+                                       Outcome.KILLED) else Outcome.FAILED
+                    tail = r.data.tags.get(Tag.ERROR, "").strip().splitlines()
+                    why = f"{type(err).__name__}: {err}" if err is not None else (
+                        tail[-1] if tail else "?")
             elif ret == "killed":
                 key, why = Outcome.KILLED, "its worker process died twice"
             elif err is not None:

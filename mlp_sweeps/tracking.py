@@ -8,6 +8,7 @@ mlflow #15713; it is removed from the environment here).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -24,6 +25,11 @@ os.environ.pop("MLFLOW_RUN_ID", None)
 
 import mlflow  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+
+# MLflow logs every SQLAlchemy error with its traceback, then raises it: the error reaches
+# the caller (and a machine fault its one message, mlp_sweeps.faults), not a screen of
+# tracebacks per failed write
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 from .errors import TrackingError  # noqa: E402
 from .store import DEFAULT_STORE, open_client, resolve_uri  # noqa: E402,F401
