@@ -1,6 +1,7 @@
 """mlp-sweeps' NumPy core: an MLP with exact gradients, trained on MNIST-format data.
 
-NumPy, SciPy's BLAS and the standard library only; Hydra and MLflow wrap it from outside.
+NumPy, SciPy's BLAS, threadpoolctl (BLAS's threads) and the standard library; Hydra and
+MLflow wrap it from outside.
 """
 
 from . import activations, checkpoint, losses, optim

@@ -173,13 +173,19 @@ class Dropout:
             self.mask = None
             return x
         if mask is None:
-            r = self._buf.get("r", x.shape, x.dtype)
-            self.rng.random(out=r, dtype=x.dtype)
-            mask = self._buf.get("m", x.shape, x.dtype)
-            np.greater_equal(r, self.p, out=mask)  # 1.0 / 0.0
-            mask *= 1.0 / (1.0 - self.p)
+            mask = self.draw(x.shape, x.dtype)
         self.mask = mask
         return np.multiply(x, mask, out=out)
+
+    def draw(self, shape: tuple, dtype) -> np.ndarray:
+        """The next training mask (already scaled) for inputs of ``shape``, from the layer's
+        random stream: what :meth:`forward` uses (a reused buffer)."""
+        r = self._buf.get("r", shape, dtype)
+        self.rng.random(out=r, dtype=dtype)
+        mask = self._buf.get("m", shape, dtype)
+        np.greater_equal(r, self.p, out=mask)  # 1.0 / 0.0
+        mask *= 1.0 / (1.0 - self.p)
+        return mask
 
     def backward(self, gy: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """dL/dx = gy * m (gy itself when the last forward was the identity)."""

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .blas import axpy, scal
+from .blas import CALLER, PARALLEL, Ops
 from .layers import GradSink
 from .registry import Registry
 
@@ -85,7 +85,8 @@ def _check(key: str, value: Any, ok: Callable[[float], bool], rng: str) -> float
 
 
 class Optimizer:
-    """Base class. Subclasses set :attr:`sinks` in ``__init__`` and implement :meth:`_update`.
+    """Base class. Subclasses set :attr:`sinks` in ``__init__`` and implement
+    :meth:`_per_param` and :meth:`_apply` (and :meth:`_begin` if a step keeps count).
 
     Parameters
     ----------
@@ -114,6 +115,36 @@ class Optimizer:
         self._update()
 
     def _update(self) -> None:
+        self._begin()
+        self._apply(CALLER, self.params, *self._per_param())
+
+    # A step split across threads (:mod:`mlp.split`): ``begin_step()`` once, then
+    # ``step_part(sel)`` on disjoint blocks from any threads, every element updated once.
+    def begin_step(self) -> None:
+        """The step's own bookkeeping (e.g. Adam's step count), before its parts."""
+        self._begin()
+
+    def step_part(self, sel: list[slice]) -> None:
+        """The update of the blocks ``p[s]`` (one slice of axis 0 per parameter, in
+        :attr:`params` order), the sinks already holding the gradient there. The update is
+        element-wise, so the parts together give the bits of one :meth:`step`."""
+        keep = [j for j, s in enumerate(sel) if s.start < s.stop]  # empty blocks: nothing
+        self._apply(PARALLEL, [self.params[j][sel[j]] for j in keep],
+                    *[[arrays[j][sel[j]] for j in keep] for arrays in self._per_param()])
+
+    def _begin(self) -> None:
+        """Per-step bookkeeping; nothing by default."""
+
+    def _per_param(self) -> list[list[np.ndarray]]:
+        """The optimizer's arrays that the update reads or writes element for element with
+        the parameters: lists of one array per parameter (e.g. SGD's velocity)."""
+        raise NotImplementedError
+
+    def _apply(self, ops: Ops, params: list[np.ndarray], *state: list[np.ndarray]) -> None:
+        """The element-wise update of ``params`` (or blocks of them) and the matching
+        blocks of :meth:`_per_param`'s arrays, with BLAS's ``ops.axpy`` and ``ops.scal``
+        (:data:`mlp.blas.CALLER` on the caller's thread, :data:`~mlp.blas.PARALLEL` on a
+        team's)."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
@@ -170,12 +201,15 @@ class SGD(Optimizer):
         self.velocity = [np.zeros_like(p) for p in params]
         self.sinks = [GradSink(v, self.momentum) for v in self.velocity]
 
-    def _update(self) -> None:
+    def _per_param(self) -> list[list[np.ndarray]]:
+        return [self.velocity]
+
+    def _apply(self, ops, params, velocity) -> None:
         lr, wd = self.lr, self.weight_decay
-        for p, v in zip(self.params, self.velocity):  # v = grad + momentum v (the sink)
+        for p, v in zip(params, velocity):  # v = grad + momentum v (the sink)
             if wd:
-                axpy(wd, p, v)  # v += weight_decay * param
-            axpy(-lr, v, p)  # param -= lr * v
+                ops.axpy(wd, p, v)  # v += weight_decay * param
+            ops.axpy(-lr, v, p)  # param -= lr * v
 
     def state_dict(self) -> dict[str, Any]:
         return {"velocity": [v.copy() for v in self.velocity]}
@@ -212,30 +246,35 @@ class Adam(Optimizer):
         self.beta1 = _check("beta1", beta1, lambda x: 0.0 <= x < 1.0, "in [0, 1)")
         self.beta2 = _check("beta2", beta2, lambda x: 0.0 <= x < 1.0, "in [0, 1)")
         self.eps = _check("eps", eps, lambda x: x > 0, "> 0")
-        self.m = [np.zeros_like(p) for p in params]
+        self.m = [np.zeros_like(p) for p in params]  # (with v and grads: 3 per parameter)
         self.v = [np.zeros_like(p) for p in params]
         self.t = 0
         self.grads = [np.zeros_like(p) for p in params]
         self.sinks = [GradSink(g, 0.0) for g in self.grads]
 
-    def _update(self) -> None:
+    def _begin(self) -> None:
         self.t += 1
+
+    def _per_param(self) -> list[list[np.ndarray]]:
+        return [self.grads, self.m, self.v]
+
+    def _apply(self, ops, params, grads, ms, vs) -> None:
         b1, b2, wd = self.beta1, self.beta2, self.weight_decay
         step_size = self.lr / (1.0 - b1 ** self.t)
         bc2_sqrt = math.sqrt(1.0 - b2 ** self.t)
-        for p, g, m, v in zip(self.params, self.grads, self.m, self.v):
+        for p, g, m, v in zip(params, grads, ms, vs):
             if wd:
-                axpy(wd, p, g)  # g = grad + wd * param
-            scal(b1, m)
-            axpy(1.0 - b1, g, m)  # m = b1 m + (1 - b1) g
+                ops.axpy(wd, p, g)  # g = grad + wd * param
+            ops.scal(b1, m)
+            ops.axpy(1.0 - b1, g, m)  # m = b1 m + (1 - b1) g
             np.multiply(g, g, out=g)  # g^2 (g is spent from here on: scratch)
-            scal(b2, v)
-            axpy(1.0 - b2, g, v)  # v = b2 v + (1 - b2) g^2
+            ops.scal(b2, v)
+            ops.axpy(1.0 - b2, g, v)  # v = b2 v + (1 - b2) g^2
             np.sqrt(v, out=g)
             g /= bc2_sqrt
             g += self.eps  # the denominator
             np.divide(m, g, out=g)
-            axpy(-step_size, g, p)  # param -= step_size * m / denominator
+            ops.axpy(-step_size, g, p)  # param -= step_size * m / denominator
 
     def state_dict(self) -> dict[str, Any]:
         return {"m": [a.copy() for a in self.m], "v": [a.copy() for a in self.v], "t": self.t}

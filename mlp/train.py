@@ -3,8 +3,11 @@ callers observe progress through a callback."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -15,8 +18,10 @@ from .config import TrainConfig
 from .data import Dataset, load
 from .network import MLP
 from .optim import Optimizer
+from .split import SplitStep
+from .threads import Team, competing_pools
 
-__all__ = ["Result", "train", "evaluate", "load_data", "build"]
+__all__ = ["Result", "train", "evaluate", "load_data", "build", "cores", "warn_competing"]
 
 EVAL_BATCH = 1000  # evaluation batch size: large batches, bounded memory
 
@@ -83,7 +88,7 @@ def evaluate(net: MLP, loss, x: np.ndarray, y: np.ndarray,
 def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None,
           data: Dataset | None = None, *, checkpoint_every: int = 0,
           on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
-          resume: dict[str, Any] | None = None) -> Result:
+          resume: dict[str, Any] | None = None, threads: int | None = None) -> Result:
     """Train an MLP as ``cfg`` says; return a :class:`Result`.
 
     - Each epoch shuffles the training set from the seed and runs mini-batches of
@@ -97,15 +102,77 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
     - Every ``checkpoint_every`` epochs (0: never), ``on_checkpoint(state)`` receives the
       full training state (see :mod:`mlp.checkpoint`); ``resume=state`` continues from it.
 
-    Same config and seed give identical results, bit for bit, with one BLAS thread, also
-    across a checkpoint and resume.
+    - ``threads``: the threads the run uses, by default the cores it may run on
+      (:func:`cores`). Steps of batches large enough are split across them
+      (:mod:`mlp.split`), with every BLAS library at one thread; a warning, once, if a BLAS
+      pool the limit cannot reach would compete with them.
+
+    Same config and seed give identical results, bit for bit, whatever ``threads``, also
+    across a checkpoint and resume (OpenBLAS, measured on its Haswell and SkylakeX kernels;
+    ``tests/test_split.py``).
     """
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.from_dict(cfg)
     cfg.validate()
+    if threads is None:
+        threads = cores()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads={threads!r} must be an integer >= 1 or None (the cores)")
+    with _threads(threads) as team:
+        return _train(cfg, callback, data, checkpoint_every, on_checkpoint, resume, team)
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity: a SLURM job's, a container's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_warned: set[tuple[str, ...]] = set()
+
+
+def warn_competing(info: list[dict], threads: int) -> str | None:
+    """Warn, once per process and set of libraries, when BLAS thread pools would compete
+    during a run of ``threads`` threads: several pools with several threads each, or one
+    next to a split step's threads (a pool the thread limit could not reach: a user's
+    MKL, a conda build). ``info``: threadpoolctl's, read with the run's limit in force."""
+    busy = competing_pools(info) or (
+        [f"{i['filepath'].rsplit('/', 1)[-1]} ({i['num_threads']} threads)" for i in info
+         if i.get("user_api") == "blas" and (i.get("num_threads") or 1) > 1]
+        if threads > 1 else [])
+    if not busy or tuple(busy) in _warned:
+        return None
+    _warned.add(tuple(busy))
+    msg = (f"BLAS thread pools compete for the cores: {', '.join(busy)}"
+           f"{f' beside the run’s {threads} threads' if threads > 1 else ''}; each pool's "
+           f"threads spin while another works (a 2-core run was 4x slower than one thread). "
+           f"Limit them (OPENBLAS_NUM_THREADS=1, MKL_NUM_THREADS=1, OMP_NUM_THREADS=1)")
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    return msg
+
+
+@contextlib.contextmanager
+def _threads(threads: int):
+    """BLAS at one thread and a team of ``threads`` while training."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        warn_competing(threadpool_info(), threads)
+        if threads == 1:
+            yield None
+            return
+        with Team(threads) as team:
+            yield team
+
+
+def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, resume,
+           team: Team | None) -> Result:
     t_start, cpu_start = time.perf_counter(), time.process_time()
     ds = data if data is not None else load_data(cfg)
     net, loss, opt = build(cfg, ds.n_features, ds.n_classes)
+    split = SplitStep(net, loss, opt, team) if team is not None else None
     shuffle_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
 
     # plain ndarray views of the (memory-mapped) arrays: no np.memmap subclass overhead per batch
@@ -149,6 +216,15 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
             for start in range(0, n, bs):
                 t0 = clock()
                 idx = perm[start:start + bs]  # contiguous slice of the epoch's permutation
+                if split is not None and split.worth(len(idx)):  # the same step, split
+                    yb = y_train[idx]
+                    got = split.step(x_train, idx, yb, timing)
+                    if got is None:
+                        status, diverged_epoch = "diverged", epoch
+                        break
+                    loss_sum += loss.mean * len(idx)
+                    correct += got
+                    continue
                 xb = batches.get(len(idx))
                 if xb is None:
                     xb = batches[len(idx)] = np.empty((len(idx), x_train.shape[1]), net.dtype)
@@ -187,7 +263,9 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
             }
             if epoch % cfg.test_every == 0 or epoch == cfg.epochs:
                 t0 = clock()
-                record["test_loss"], record["test_acc"] = evaluate(net, loss, ds.x_test, ds.y_test)
+                record["test_loss"], record["test_acc"] = \
+                    evaluate(net, loss, ds.x_test, ds.y_test) if split is None else \
+                    split.evaluate(np.asarray(ds.x_test), ds.y_test, EVAL_BATCH)
                 record["eval_time_s"] = clock() - t0
                 timing["eval"] += record["eval_time_s"]
                 if not math.isfinite(record["test_loss"]):  # the epoch's last updates blew up

@@ -11,8 +11,9 @@ the store.
    and the step's fixed Python/NumPy dispatch. The last, partial batch is its own shape.
    Test evaluations (every ``test_every`` epochs and after the last) run the forward pass
    in batches of 1000.
-2. **Floor** (:class:`Rates`): each kernel timed once on this machine, with the BLAS
-   threads a job will use, and cached per machine and BLAS kernel (CPU model,
+2. **Floor** (:class:`Rates`): each kernel timed once on this machine, as a job of its
+   thread count runs it (BLAS at one thread, split across the threads as the job's steps
+   are: :func:`measure`), and cached per machine and BLAS kernel (CPU model,
    threadpoolctl's library, version and ``architecture``) in the project's cache folder,
    under a file lock. A kernel's time is the CPU time it takes (or the wall time, if less),
    so a measurement on a busy machine is not inflated by the other processes. Kernels on
@@ -229,13 +230,14 @@ def work(cfg: TrainConfig) -> Work:
 
 def machine_key(threads: int) -> str:
     """What a measured time is valid for: CPU model, BLAS library, version and kernel
-    (threadpoolctl's ``architecture``), NumPy, and the BLAS threads."""
+    (threadpoolctl's ``architecture``), NumPy, and the run's threads (its steps split across
+    them, BLAS at one thread)."""
     from .timing import machine, numpy_blas
 
     m = machine()
     blas = numpy_blas()
     return (f"{m['cpu']} | {blas.get('internal_api', 'none')} {blas.get('version')} "
-            f"{blas.get('architecture')} | numpy {np.__version__} | {threads} threads")
+            f"{blas.get('architecture')} | numpy {np.__version__} | {threads} threads, split")
 
 
 def _seconds(fn, reps: int) -> float:
@@ -268,6 +270,11 @@ def _measure_gemm(k: Gemm, rng) -> float:
 
 
 def _measure_hidden(k: Hidden, rng) -> float:
+    return _repeat(_hidden_once(k, rng))
+
+
+def _hidden_once(k: Hidden, rng):
+    """One call of a hidden layer's element-wise work, on operands of its own."""
     from mlp import activations
     from mlp.layers import Dropout
 
@@ -286,7 +293,7 @@ def _measure_hidden(k: Hidden, rng) -> float:
             gg = drop.backward(g0, out=g)
             act.backward(gg, out=g)
 
-    return _repeat(once)
+    return once
 
 
 def _measure_update(k: Update, rng) -> float:
@@ -332,12 +339,91 @@ _MEASURE = {Gemm: _measure_gemm, Hidden: _measure_hidden, Update: _measure_updat
             Step: _measure_step}
 
 
+def split_rows(k: Kernel, threads: int) -> int | None:
+    """The rows kernel ``k`` is split by in a run of ``threads`` threads (as
+    :mod:`mlp.split` splits its step), or None if it runs whole: a product by its batch rows
+    (``x W``, ``gu W^T``) or its weight rows (``x^T gu``) in blocks larger than OpenBLAS's
+    small-matrix kernels, an element-wise layer by its batch rows, the update always (in
+    float32: float64 steps are not split)."""
+    from mlp.split import ALIGN, SMALL
+    from mlp.threads import blocks
+
+    if threads < 2 or getattr(k, "dtype", "float32") != "float32" or isinstance(k, Step):
+        return None
+    if isinstance(k, Gemm):
+        rows, per_row = (k.m, k.k * k.n)
+        parts = [b for b in blocks(rows, threads, ALIGN) if b.stop > b.start]
+        ok = len(parts) > 1 and all((b.stop - b.start) * per_row > SMALL for b in parts)
+        return rows if ok else None
+    if isinstance(k, Hidden):
+        parts = [b for b in blocks(k.batch, threads, ALIGN) if b.stop > b.start]
+        return k.batch if len(parts) > 1 else None
+    return 0  # the update: every parameter by its rows
+
+
+def _team_gemm(k: Gemm, rng, team) -> float:
+    from mlp.split import ALIGN
+    from mlp.threads import blocks
+
+    dt = np.dtype(k.dtype)
+    a = rng.standard_normal((k.k, k.m) if k.layout == "tn" else (k.m, k.k)).astype(dt)
+    b = rng.standard_normal((k.n, k.k) if k.layout == "nt" else (k.k, k.n)).astype(dt)
+    a = a.T if k.layout == "tn" else a
+    b = b.T if k.layout == "nt" else b
+    out = np.empty((k.m, k.n), dt)
+    rows = blocks(k.m, team.n, ALIGN)
+    return _repeat(lambda: team.run(lambda t: np.matmul(a[rows[t]], b, out=out[rows[t]])))
+
+
+def _team_hidden(k: Hidden, rng, team) -> float:
+    from mlp.split import ALIGN
+    from mlp.threads import blocks
+
+    rows = blocks(k.batch, team.n, ALIGN)
+    parts = [_hidden_once(k._replace(batch=r.stop - r.start), np.random.default_rng(t))
+             for t, r in enumerate(rows)]
+    return _repeat(lambda: team.run(lambda t: parts[t]()))
+
+
+def _team_update(k: Update, rng, team) -> float:
+    from mlp.optim import SGD
+    from mlp.split import ALIGN
+    from mlp.threads import blocks
+
+    params = [rng.standard_normal(s).astype(k.dtype) * 0.01
+              for i, o in zip(k.sizes[:-1], k.sizes[1:]) for s in ((i, o), (o,))]
+    opt = SGD(params, lr=1e-6, momentum=0.9 if k.momentum else 0.0,
+              weight_decay=1e-3 if k.weight_decay else 0.0)
+    sel = [[blocks(p.shape[0], team.n, ALIGN)[t] for p in params] for t in range(team.n)]
+    return _repeat(lambda: team.run(lambda t: opt.step_part(sel[t])))
+
+
+def handoff_s(threads: int) -> float:
+    """Seconds of one hand-off of work to a team of ``threads`` and back (a split step has
+    three)."""
+    from mlp.threads import Team
+
+    with Team(threads) as team:
+        return _repeat(lambda: team.run(lambda t: None))
+
+
 def measure(k: Kernel, threads: int = 1) -> float:
-    """Seconds one call of kernel ``k`` takes here with ``threads`` BLAS threads."""
+    """Seconds one call of kernel ``k`` takes here in a run of ``threads`` threads: BLAS at
+    one thread, the kernel split across a team as the run splits it (:func:`split_rows`);
+    a step's fixed cost gains its three hand-offs when the run splits steps."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=threads, user_api="blas"), np.errstate(all="ignore"):
-        return _MEASURE[type(k)](k, np.random.default_rng(0))
+    from mlp.threads import Team
+
+    rng = np.random.default_rng(0)
+    with threadpool_limits(limits=1, user_api="blas"), np.errstate(all="ignore"):
+        if isinstance(k, Step) and threads > 1 and k.dtype == "float32":
+            return _MEASURE[Step](k, rng) + 3 * handoff_s(threads)
+        if split_rows(k, threads) is None:
+            return _MEASURE[type(k)](k, rng)
+        with Team(threads) as team:
+            return {Gemm: _team_gemm, Hidden: _team_hidden, Update: _team_update}[type(k)](
+                k, rng, team)
 
 
 class Rates:
@@ -950,7 +1036,7 @@ def for_jobs(configs: Sequence[TrainConfig], n_jobs: int, runs: pd.DataFrame | N
     hashes : list of str, optional
         Each job's config hash (default: computed from its config).
     threads : int, optional
-        BLAS threads per job (default: cores // min(n_jobs, jobs), as the sweeper gives).
+        Threads per job (default: cores // min(n_jobs, jobs), as the sweeper gives).
     load : True (probe the machine now, 0.3 s), a :class:`Load`, or False/None (idle).
     cache_dir : path, optional
         Where ``rates.json`` lives (default: the project's cache folder).

@@ -82,8 +82,10 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         from .tracking import Tracker
 
         ledger = Ledger(Tracker.shared(tr.uri), tr.experiment, tr.heartbeat_timeout_s)
-    with _blas().limit(limits=threads, user_api="blas"):
-        tags = _tags(tcfg, job, tr)
+    # BLAS at one thread: the run's threads split its steps (mlp.split), BLAS's own pools
+    # would compete with them and with each other (NumPy's and SciPy's)
+    with _blas().limit(limits=1, user_api="blas"):
+        tags = _tags(tcfg, job, tr, threads)
         resume_state = None
         if ledger is not None and cfg.get("resume", True):
             resume_state, source = _find_checkpoint(ledger, tcfg)
@@ -104,7 +106,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             tracked.log_dataset(tcfg)
             for rec in (resume_state or {}).get("history", []):  # complete curves
                 tracked.log_epoch(rec)
-            result = _train(cfg, tcfg, data, job, name, tracked, resume_state)
+            result = _train(cfg, tcfg, data, job, name, tracked, resume_state, threads)
             summary = _summary(tcfg, data, result, threads)
             tracked.log_metrics(summary, step=len(result.history))
             if job.out_dir is not None and ledger is not None:
@@ -358,16 +360,15 @@ def _blas() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def _tags(tcfg: TrainConfig, job: HydraJob, tr) -> dict[str, Any]:
-    """A training run's tags at its start (call with the BLAS thread limit in force)."""
-    actual = sorted({i["num_threads"] for i in _blas().info() if i["user_api"] == "blas"})
+def _tags(tcfg: TrainConfig, job: HydraJob, tr, threads: int) -> dict[str, Any]:
+    """A training run's tags at its start."""
     return {
         Tag.OVERRIDES: " ".join(job.overrides),
         Tag.CONFIG_HASH: tcfg.config_hash(),
         Tag.GIT_COMMIT: git_commit(),
         **liveness.here(),  # host, boot id, pid: whether it is alive is known at once there
         Tag.NODE: node_name(),
-        Tag.BLAS_THREADS: ",".join(map(str, actual)) or "none",
+        Tag.BLAS_THREADS: str(threads),  # the run's threads (its steps split across them)
         Tag.SWEEP_PARENT_ID: tr.parent_run_id or "",
         Tag.GRID: ",".join(tr.grid or []),
         Tag.STATUS: Outcome.RUNNING,
@@ -375,7 +376,7 @@ def _tags(tcfg: TrainConfig, job: HydraJob, tr) -> dict[str, Any]:
 
 
 def _train(cfg: DictConfig, tcfg: TrainConfig, data, job: HydraJob, name: str,
-           tracked: TrackedRun, resume_state: dict[str, Any] | None):
+           tracked: TrackedRun, resume_state: dict[str, Any] | None, threads: int):
     """:func:`mlp.train` with every epoch logged (and shown), checkpoints saved and logged."""
     bar = _progress(tcfg.epochs, enabled=cfg.get("progress", True) and not job.multirun,
                     desc=name)
@@ -403,7 +404,7 @@ def _train(cfg: DictConfig, tcfg: TrainConfig, data, job: HydraJob, name: str,
     try:
         ck_dir.mkdir(parents=True, exist_ok=True)
         return train(tcfg, callback=on_epoch, data=data, checkpoint_every=every,
-                     on_checkpoint=on_checkpoint, resume=resume_state)
+                     on_checkpoint=on_checkpoint, resume=resume_state, threads=threads)
     finally:
         if bar is not None:
             bar.close()
@@ -453,11 +454,12 @@ def _efficiency(tcfg: TrainConfig, data, history: list[dict[str, Any]],
 @lru_cache(maxsize=64)
 def floor_epoch_s(sizes: tuple[int, ...], n: int, batch_size: int, dtype: str,
                   threads: int | None) -> float:
-    """An epoch's matrix products alone, in seconds (``threads``: the BLAS limit in force,
-    part of the cache key only)."""
+    """An epoch's matrix products alone, in seconds, NumPy's BLAS on ``threads`` threads
+    (its own threading: the floor the run's split step is measured against)."""
     from mlp.perf import MatmulFloor
 
-    return MatmulFloor(list(sizes), n, batch_size, dtype).run(30)
+    with _blas().limit(limits=threads or 1, user_api="blas"):
+        return MatmulFloor(list(sizes), n, batch_size, dtype).run(30)
 
 
 def _find_checkpoint(ledger: Ledger, tcfg: TrainConfig):

@@ -1,10 +1,16 @@
 """Benchmark one training configuration against its matrix-product floor.
 
-    python scripts/bench.py                                   # baseline, 2 epochs, 1 thread
+    python scripts/bench.py                                   # baseline, 2 epochs, 1 and N threads
+    python scripts/bench.py --threads 1,2,4                   # any thread counts
     python scripts/bench.py depth=2 batch_size=10 activation=gelu
     python scripts/bench.py loss=hinge loss.margin=3 --epochs 3 --json
     python scripts/bench.py --cases                           # the standard cases, 1 epoch each
     python scripts/bench.py --peers --epochs 3                # beside PyTorch and scikit-learn
+
+Each configuration runs once per thread count of ``--threads`` (default: 1 and this
+machine's cores), all in this process, and a last table gives each count's epoch and floor
+with their speed-ups over one thread: the run's threads split its steps (:mod:`mlp.split`),
+the floor is NumPy's BLAS threading the same products.
 
 Overrides use the vocabulary of :class:`mlp.config.TrainConfig` (``key=value``; ``data.<key>``
 for the data settings and ``loss.<param>`` for the loss's parameters, as in ``conf/``).
@@ -13,7 +19,8 @@ Training runs through :func:`mlp.train.train` on the real MNIST (memory-mapped c
 What is measured, per epoch:
 
 - ``wall``: the training epoch's wall time (``epoch_time_s``; evaluation excluded);
-- ``floor``: the epoch's matrix products alone: the same ``np.matmul`` calls, in the same
+- ``floor``: the epoch's matrix products alone, NumPy's BLAS on the run's thread count
+  (its own threading): the same ``np.matmul`` calls, in the same
   order, with the same shapes, dtypes, transposes and preallocated outputs as one epoch of
   training (per batch: ``u = x W`` for every layer, then from the last layer down
   ``dW = x^T gu`` and, except for the first layer, ``gx = gu W^T``), run right after the
@@ -68,7 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mlp import activations, losses  # noqa: E402
 from mlp.config import ConfigError, DataConfig, TrainConfig  # noqa: E402
 from mlp.perf import MatmulFloor, blas_info, forced_kernel_warning  # noqa: E402
-from mlp.train import load_data, train  # noqa: E402
+from mlp.train import cores, load_data, train  # noqa: E402
 
 PARTS = ("data", "forward", "backward", "update")
 
@@ -129,11 +136,12 @@ def make_config(overrides: list[str]) -> TrainConfig:
 # --- the benchmark -------------------------------------------------------------------------
 
 
-def bench(cfg: TrainConfig, epochs: int = 2, threads: int | None = 1,
+def bench(cfg: TrainConfig, epochs: int = 2, threads: int = 1,
           peers: bool = False) -> dict[str, Any]:
-    """Train ``cfg`` for ``epochs`` (evaluating every epoch), measuring each epoch's floor
-    (and, with ``peers``, an epoch of each installed peer) right after it. Returns a
-    JSON-serialisable dict (see the module docstring)."""
+    """Train ``cfg`` on ``threads`` threads for ``epochs`` (evaluating every epoch),
+    measuring each epoch's floor on as many BLAS threads (and, with ``peers``, an epoch of
+    each installed peer on as many threads) right after it. Returns a JSON-serialisable
+    dict (see the module docstring)."""
     cfg = replace(cfg, epochs=epochs, test_every=epochs).validate()
     with threadpool_limits(limits=threads, user_api="blas"):
         ds = load_data(cfg)
@@ -141,18 +149,21 @@ def bench(cfg: TrainConfig, epochs: int = 2, threads: int | None = 1,
         sizes = [ds.n_features] + [cfg.hidden_size] * cfg.depth + [ds.n_classes]
         floor = MatmulFloor(sizes, n, cfg.batch_size, cfg.dtype, seed=cfg.seed)
         others = make_peers(cfg, ds, threads) if peers else []
-        rows: list[dict[str, Any]] = []
+        blas = blas_info()  # the libraries, their kernels
+    rows: list[dict[str, Any]] = []
 
-        cpu_mark = [time.process_time()]
+    cpu_mark = [time.process_time()]
 
-        def on_epoch(rec: dict[str, Any]) -> None:
-            cpu = time.process_time() - cpu_mark[0]  # the epoch (and its evaluation, if any)
+    def on_epoch(rec: dict[str, Any]) -> None:
+        cpu = time.process_time() - cpu_mark[0]  # the epoch (and its evaluation, if any)
+        # (training holds BLAS at one thread: the floor and the peers get the run's count)
+        with threadpool_limits(limits=threads, user_api="blas"):
             c0 = time.process_time()
             f = floor.run()  # right after the epoch (and its evaluation)
             f_cpu = time.process_time() - c0
             wall = rec["epoch_time_s"]
-            rows.append({"epoch": rec["epoch"], "wall_s": wall, "floor_s": f, "ratio": wall / f,
-                         "floor_cpu_s": f_cpu,
+            rows.append({"epoch": rec["epoch"], "wall_s": wall, "floor_s": f,
+                         "ratio": wall / f, "floor_cpu_s": f_cpu,
                          "cpu_ratio": None if "eval_time_s" in rec else cpu / f_cpu,
                          "eval_s": rec.get("eval_time_s", 0.0), "samples_per_s": n / wall,
                          "train_loss": rec["train_loss"], "test_acc": rec.get("test_acc")})
@@ -163,10 +174,9 @@ def bench(cfg: TrainConfig, epochs: int = 2, threads: int | None = 1,
                 rows[-1][f"{peer.name}_s"] = t
                 rows[-1][f"{peer.name}_cpu_s"] = time.process_time() - c0
                 rows[-1][f"{peer.name}_train_loss"] = loss
-            cpu_mark[0] = time.process_time()
+        cpu_mark[0] = time.process_time()
 
-        result = train(cfg, callback=on_epoch, data=ds)
-        blas = blas_info()  # inside the limits: the threads the run had
+    result = train(cfg, callback=on_epoch, data=ds, threads=threads)
     done = max(len(rows), 1)
     split = {k: result.timing[k] / done for k in PARTS}
     wall = statistics.median(r["wall_s"] for r in rows) if rows else float("nan")
@@ -340,7 +350,7 @@ def describe(res: dict[str, Any]) -> str:
     c = res["config"]
     head = (f"{'-'.join(map(str, res['sizes']))} {c['activation']} {c['loss']} batch "
             f"{c['batch_size']} {c['dtype']} dropout {c['dropout']}, n_train {res['n_train']}, "
-            f"{res['threads']} BLAS thread(s), numpy {res['numpy']}\n" + _blas_lines(res))
+            f"{res['threads']} thread(s), numpy {res['numpy']}\n" + _blas_lines(res))
     ep = _table(["epoch", "wall s", "floor s", "ratio", "samples/s", "eval s", "train loss",
                  "test acc"],
                 [[str(r["epoch"]), f"{r['wall_s']:.3f}", f"{r['floor_s']:.3f}",
@@ -417,8 +427,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="TrainConfig settings, e.g. depth=2 batch_size=10 activation=gelu")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs to train (default 2; 1 per case with --cases)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="BLAS threads (threadpoolctl); 0: leave the library's default")
+    p.add_argument("--threads", type=_counts, default=None,
+                   help="thread counts, comma-separated (default: 1 and this machine's "
+                        "cores); 0: the cores")
     p.add_argument("--train-limit", type=int, default=None,
                    help="use only the first N training examples")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -427,17 +438,54 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cases", "--suite", action="store_true",
                    help="run the standard cases (overrides apply to all), one row each")
     a = p.parse_args(argv)
-    threads = a.threads or None
+    counts = a.threads or sorted({1, cores()})
     if a.cases and a.peers:
         raise SystemExit("--peers runs one configuration: not with --cases")
     if a.cases:
-        results = run_cases(a.epochs or 1, threads, a.train_limit, a.overrides)
-        print(json.dumps(results, indent=1) if a.json else describe_cases(results))
+        for t in counts:
+            results = run_cases(a.epochs or 1, t, a.train_limit, a.overrides)
+            print(json.dumps(results, indent=1) if a.json else
+                  f"{t} thread(s):\n" + describe_cases(results) + "\n")
         return
     limit = [] if a.train_limit is None else [f"data.train_limit={a.train_limit}"]
     cfg = make_config(a.overrides + limit)
-    res = bench(cfg, epochs=a.epochs or 2, threads=threads, peers=a.peers)
-    print(json.dumps(res, indent=1) if a.json else describe(res))
+    results = [bench(cfg, epochs=a.epochs or 2, threads=t, peers=a.peers) for t in counts]
+    if a.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=1))
+        return
+    print("\n\n".join(describe(r) for r in results))
+    if len(results) > 1:
+        print("\n" + describe_threads(results))
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(t) or cores() for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads {text!r}: comma-separated integers, "
+                                         f"e.g. 1,2") from None
+    if any(t < 1 for t in counts):
+        raise argparse.ArgumentTypeError(f"--threads {text!r}: counts must be >= 0")
+    return counts
+
+
+def describe_threads(results: list[dict[str, Any]]) -> str:
+    """One row per thread count: epoch, floor, their speed-ups over the first count (one
+    thread), the epoch over the floor, and each peer's epoch over ours."""
+    base = results[0]["median"]
+    peers = sorted({k for r in results for k in r.get("peers", {})})
+    rows = []
+    for r in results:
+        m = r["median"]
+        rows.append([str(r["threads"]), f"{m['wall_s']:.3f}", f"{base['wall_s'] / m['wall_s']:.2f}",
+                     f"{m['wall_s'] / base['wall_s']:.2f}", f"{m['floor_s']:.3f}",
+                     f"{base['floor_s'] / m['floor_s']:.2f}", f"{m['ratio']:.2f}",
+                     *(f"{r['peers'][k]['wall_s']:.3f}" if k in r.get("peers", {}) else "-"
+                       for k in peers)])
+    return ("threads (one process; speed-up = one thread's time / this count's):\n"
+            + _table(["threads", "epoch s", "speed-up", "epoch / 1-thread epoch", "floor s",
+                      "floor speed-up", "epoch / floor", *(f"{k} epoch s" for k in peers)],
+                     rows))
 
 
 if __name__ == "__main__":

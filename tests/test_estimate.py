@@ -361,3 +361,29 @@ def test_the_rates_are_keyed_by_numpys_own_blas_whatever_else_is_loaded():
     built = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
     assert numpy_blas()["version"] == built["version"]
     assert f"{numpy_blas()['version']} " in E.machine_key(1)
+
+
+def test_kernels_are_split_as_a_run_of_that_many_threads_splits_them():
+    G, H, U, S = E.Gemm, E.Hidden, E.Update, E.Step
+    assert E.split_rows(G(100, 784, 784, "nn", "float32"), 2) == 100  # batch rows
+    assert E.split_rows(G(784, 100, 784, "tn", "float32"), 2) == 784  # weight rows
+    assert E.split_rows(G(100, 784, 10, "nn", "float32"), 2) is None  # the small output layer
+    assert E.split_rows(G(100, 784, 784, "nn", "float64"), 2) is None  # float64: undivided
+    assert E.split_rows(G(100, 784, 784, "nn", "float32"), 1) is None
+    assert E.split_rows(H("relu", False, 100, 784, True, "float32"), 2) == 100
+    assert E.split_rows(H("relu", False, 10, 784, True, "float32"), 2) is None
+    assert E.split_rows(U((784, 784, 10), True, True, "float32"), 2) == 0
+    assert E.split_rows(S(1, "relu", "cross_entropy", False, "float32"), 2) is None
+
+
+def test_rates_of_several_threads_are_measured_split_and_kept_apart(tmp_path):
+    one, two = E.Rates(1, tmp_path), E.Rates(2, tmp_path)
+    assert one.machine != two.machine and "2 threads, split" in two.machine
+    kernels = [E.Gemm(100, 784, 784, "nn", "float32"), E.Gemm(784, 100, 784, "tn", "float32"),
+               E.Hidden("gelu", True, 100, 784, True, "float32"),
+               E.Update((784, 784, 10), True, True, "float32"),
+               E.Step(1, "relu", "cross_entropy", False, "float32")]
+    two.ensure(kernels)
+    for k in kernels:  # real measurements, through a team of 2 threads
+        assert 0 < two.time(k) < 1
+    assert json.loads((tmp_path / "rates.json").read_text()).keys() == {two.machine}
