@@ -99,6 +99,7 @@ class Optimizer:
 
     name: str = ""
     sinks: list[GradSink]
+    state_per_param: int = 1  # arrays of a parameter's size it keeps (memory estimates)
 
     def __init__(self, params: list[np.ndarray], lr: float, weight_decay: float = 0.0):
         self.params = params
@@ -239,6 +240,8 @@ class Adam(Optimizer):
         Decay rates of the first and second moment estimates.
     eps : float > 0
     """
+
+    state_per_param = 3  # m, v, the gradient's buffer
 
     def __init__(self, params: list[np.ndarray], lr: float, weight_decay: float = 0.0, *,
                  beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):

@@ -21,7 +21,8 @@ from .optim import Optimizer
 from .split import SplitStep
 from .threads import Team, competing_pools
 
-__all__ = ["Result", "train", "evaluate", "load_data", "build", "cores", "warn_competing"]
+__all__ = ["Result", "train", "evaluate", "load_data", "build", "cores", "warn_competing",
+           "memory_bytes"]
 
 EVAL_BATCH = 1000  # evaluation batch size: large batches, bounded memory
 
@@ -55,6 +56,21 @@ class Result:
     timing: dict[str, float]
     model: MLP
     config: TrainConfig = field(repr=False, default=None)
+
+
+def memory_bytes(cfg: TrainConfig, n_features: int, n_classes: int) -> int:
+    """About the memory a training run of ``cfg`` allocates (data set excluded): the
+    parameters with their gradients and the optimizer's state, twice over at a checkpoint
+    (its copies), and per batch row (training's batch, evaluation's ``EVAL_BATCH``) some
+    eight arrays of every layer's width (outputs, gradients, masks, activation caches)."""
+    from . import optim
+
+    sizes = [n_features] + [cfg.hidden_size] * cfg.depth + [n_classes]
+    item = np.dtype(cfg.dtype).itemsize
+    n_params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+    state = optim.optimizer_class(cfg.optimizer).state_per_param
+    rows = cfg.batch_size + EVAL_BATCH
+    return item * (n_params * (2 + 2 * state + 1) + 8 * rows * sum(sizes))
 
 
 def load_data(cfg: TrainConfig) -> Dataset:

@@ -29,6 +29,8 @@ from mlp import ConfigError, TrainConfig
 from mlp.data import DataError
 from mlp.train import load_data
 
+from . import options
+from .estimate import data_sizes
 from .errors import UserError
 from .job_config import structural as _structural
 
@@ -114,6 +116,8 @@ def validate(planned: Iterable[tuple[list[str], list[str]]],
             container = OmegaConf.to_container(cfg, resolve=True) \
                 if OmegaConf.is_config(cfg) else cfg
             tcfg = TrainConfig.from_dict(container).validate()
+            options.check_run(container)  # the run's, tracking's, checkpointing's options
+            options.check_memory(tcfg, *data_sizes(tcfg)[2:])
         except (ConfigError, ValueError) as e:
             raise InvalidSweep(f"job {job}: {e}") from None
         d = tcfg.data

@@ -36,7 +36,7 @@ from mlp.files import PROJECT_ROOT
 from mlp.metrics import CURVES, EPOCH
 from mlp.train import load_data
 
-from . import liveness, parallelism
+from . import liveness, options, parallelism
 from .errors import InvalidConfig
 from .faults import MachineFault, diagnose, first_line
 from .store import resolve_uri
@@ -70,9 +70,11 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     container = OmegaConf.to_container(cfg, resolve=True)
     try:  # checked, then verified and memory-mapped, before any run is created
         tcfg = TrainConfig.from_dict(container).validate()
+        options.check_run(container)
         job = HydraJob.current()
         threads = blas_threads(cfg.get("blas_threads"), job.parallel)
         data = load_data(tcfg)
+        options.check_memory(tcfg, data.n_features, data.n_classes)
     except (ConfigError, DataError) as e:
         raise InvalidConfig(str(e)) from None
     tr = cfg.tracking
@@ -345,9 +347,7 @@ def node_name() -> str:
 def blas_threads(requested: int | None, n_parallel: int) -> int:
     """The user's ``blas_threads``, else this machine's share for one of ``n_parallel``
     jobs (:mod:`mlp_sweeps.parallelism`)."""
-    if requested is not None:
-        if requested < 1:
-            raise InvalidConfig(f"blas_threads={requested!r} must be an integer >= 1 or null")
+    if requested is not None:  # checked by mlp_sweeps.options
         return requested
     return parallelism.threads_per_job(n_parallel)
 

@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import liveness, parallelism, plan, progress, snapshot, workers
 from .errors import UserError
+from . import options
 from .faults import MachineFault, diagnose, first_line
 from .ledger import (CLAIMED, RESULTS, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, alive,
                      latest_by_config, outcome_of)
@@ -85,6 +86,7 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
 def _run(settings: Settings, config: DictConfig, launcher: Any,
          compose: Callable[[list[str]], Any], arguments: Sequence[str], parser=None) -> list:
     t0 = time.perf_counter()
+    options.check_sweeper(settings)
     jobs = plan.plan(settings.params, settings.grids, arguments, compose, settings.only, parser)
     log.info("Planned and validated %d jobs in %.2f s", len(jobs), time.perf_counter() - t0)
     tracking = config.tracking

@@ -1,0 +1,130 @@
+"""The values the options around training take (the run's, tracking's, checkpointing's, the
+sweeper's): each option's rule, in one table, checked before anything runs or is recorded.
+
+The training settings are :class:`mlp.config.TrainConfig`'s (its ``validate``); the typed
+schema (:mod:`mlp_sweeps.schema`) already refuses values of the wrong type. What a type
+cannot say is here: ``blas_threads=0``, ``checkpoint_every=-1``,
+``hydra.sweeper.max_batch_size=0``, an empty experiment name, a tracking URI MLflow has no
+store for. A bad value is an :class:`~mlp_sweeps.errors.InvalidConfig` naming the option,
+the value and what it may be.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable, Mapping
+
+from omegaconf import OmegaConf
+
+from .errors import InvalidConfig
+
+__all__ = ["RUN", "SWEEPER", "TRACKING_SCHEMES", "check", "check_run", "check_sweeper",
+           "available_memory", "check_memory"]
+
+# the URI schemes MLflow has a tracking store for (and a plain path: a local folder)
+TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql",
+                    "databricks")
+
+
+def _int_at_least(lo: int, null_ok: bool = True) -> tuple[Callable[[Any], bool], str]:
+    ok = (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= lo)) \
+        if null_ok else (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo)
+    return ok, f"an integer >= {lo}" + (" or null" if null_ok else "")
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def _uri(v: Any) -> bool:
+    if v is None:
+        return True
+    if not isinstance(v, str) or not v.strip():
+        return False
+    scheme, sep, _ = v.partition("://")
+    if not sep:  # a path, or "sqlite:" forms without //
+        return ":" not in v.split("/")[0] or v.startswith(("sqlite:", "file:"))
+    return scheme.split("+")[0] in TRACKING_SCHEMES  # e.g. postgresql+psycopg2
+
+
+def _experiment(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+# option -> (rule, what it may be)
+RUN: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "blas_threads": _int_at_least(1),
+    "checkpoint_every": _int_at_least(0),
+    "tracking.uri": (_uri, f"null, a path, or a URI of {', '.join(TRACKING_SCHEMES)}"),
+    "tracking.experiment": (_experiment, "a non-empty name"),
+    "tracking.heartbeat_timeout_s": (_positive, "a number of seconds > 0"),
+}
+SWEEPER: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "max_batch_size": _int_at_least(1),
+}
+
+
+def check(values: Mapping[str, Any], rules: Mapping[str, tuple], prefix: str = "") -> None:
+    """Raise :class:`InvalidConfig` for the first option of ``rules`` whose value in
+    ``values`` (dotted keys looked up; a missing key is not checked) breaks its rule."""
+    for key, (ok, what) in rules.items():
+        value = OmegaConf.select(values, key, default=_MISSING) if OmegaConf.is_config(values) \
+            else _lookup(values, key)
+        if value is _MISSING:
+            continue
+        if not ok(value):
+            raise InvalidConfig(f"{prefix}{key}={value!r} is not valid: it must be {what}")
+
+
+def check_run(config) -> None:
+    """The run's options of a composed config (a job's, or a single run's)."""
+    check(config, RUN)
+
+
+def check_sweeper(settings) -> None:
+    """The sweeper's settings (``hydra.sweeper.*``)."""
+    check({k: getattr(settings, k) for k in SWEEPER if hasattr(settings, k)}, SWEEPER,
+          "hydra.sweeper.")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new process now (Linux's MemAvailable), else the
+    physical memory, else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(tcfg, n_features: int, n_classes: int, available: int | None = None) -> None:
+    """Refuse a configuration whose training would not fit in the memory available
+    (:func:`mlp.train.memory_bytes`), before anything allocates it."""
+    from mlp.train import memory_bytes
+
+    need = memory_bytes(tcfg, n_features, n_classes)
+    have = available_memory() if available is None else available
+    if have is not None and need > have:
+        raise InvalidConfig(
+            f"hidden_size={tcfg.hidden_size}, depth={tcfg.depth}, batch_size="
+            f"{tcfg.batch_size}: training needs about {need / 2**30:,.1f} GiB of memory, "
+            f"this machine has {have / 2**30:,.1f} GiB available")
+
+
+_MISSING = object()
+
+
+def _lookup(values: Mapping[str, Any], key: str) -> Any:
+    node: Any = values
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
