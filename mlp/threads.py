@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Callable
 
-__all__ = ["Team", "blocks", "competing_pools"]
+__all__ = ["Team", "blocks", "busy_pools", "competing_pools"]
 
 SPIN_S = float(os.environ.get("MLP_SPIN_S", "0.0002"))
 
@@ -137,10 +137,15 @@ class Team:
         return f"Team({self.n})"
 
 
-def competing_pools(info: list[dict]) -> list[str]:
-    """The BLAS libraries of threadpoolctl's ``info`` that run more than one thread, when
-    there are several of them (their pools then compete for the cores): one
-    ``"<file> (<n> threads)"`` each; empty when at most one does."""
-    busy = [f"{i['filepath'].rsplit('/', 1)[-1]} ({i['num_threads']} threads)" for i in info
+def busy_pools(info: list[dict]) -> list[str]:
+    """The BLAS libraries of threadpoolctl's ``info`` that run more than one thread: one
+    ``"<file> (<n> threads)"`` each."""
+    return [f"{i['filepath'].rsplit('/', 1)[-1]} ({i['num_threads']} threads)" for i in info
             if i.get("user_api") == "blas" and (i.get("num_threads") or 1) > 1]
+
+
+def competing_pools(info: list[dict]) -> list[str]:
+    """:func:`busy_pools` when there are several (their pools then compete for the cores);
+    empty when at most one library runs several threads."""
+    busy = busy_pools(info)
     return busy if len(busy) > 1 else []

@@ -19,7 +19,7 @@ from .data import Dataset, load
 from .network import MLP
 from .optim import Optimizer
 from .split import SplitStep
-from .threads import Team, competing_pools
+from .threads import Team, busy_pools, competing_pools
 
 __all__ = ["Result", "train", "evaluate", "load_data", "build", "cores", "warn_competing",
            "memory_bytes"]
@@ -154,10 +154,7 @@ def warn_competing(info: list[dict], threads: int) -> str | None:
     during a run of ``threads`` threads: several pools with several threads each, or one
     next to a split step's threads (a pool the thread limit could not reach: a user's
     MKL, a conda build). ``info``: threadpoolctl's, read with the run's limit in force."""
-    busy = competing_pools(info) or (
-        [f"{i['filepath'].rsplit('/', 1)[-1]} ({i['num_threads']} threads)" for i in info
-         if i.get("user_api") == "blas" and (i.get("num_threads") or 1) > 1]
-        if threads > 1 else [])
+    busy = competing_pools(info) or (busy_pools(info) if threads > 1 else [])
     if not busy or tuple(busy) in _warned:
         return None
     _warned.add(tuple(busy))
