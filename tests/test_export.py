@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from memory_limit import TOO_BIG, limit_memory
 from mlflow.tracking import MlflowClient
 
 from mlp_sweeps import tables
@@ -24,26 +25,27 @@ SMALL = ["data.train_limit=1000", "data.test_limit=300", "hidden_size=16", "epoc
 pytestmark = pytest.mark.slow
 
 
-def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _train(*args: str, cwd: Path, preexec_fn=None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=900, env=env)
+                          capture_output=True, text=True, timeout=900, env=env,
+                          preexec_fn=preexec_fn)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A real multirun: relu/selu x seeds 0,1 (finished), plus in a second sweep a job that
     diverges (lr=50 on the MSE sum gradient) and one that fails at run time (a network too
-    large for memory: MemoryError)."""
+    large for the sweep's memory limit: MemoryError, tests/memory_limit.py)."""
     tmp = tmp_path_factory.mktemp("export")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     common = [f"tracking.uri={uri}", "tracking.experiment=cmp", f"hydra.sweep.dir={tmp / 'ms'}"]
     r = _train("-m", "activation=relu,selu", "seed=0,1", *SMALL, *common, cwd=tmp)
     assert r.returncode == 0, r.stdout + r.stderr
     r = _train("-m", "activation=gelu", "loss=mse", "loss.reduction=sum", "lr=50",
-               "hidden_size=16,1000000000", *SMALL[:2], "epochs=2",
-               *common[:2], f"hydra.sweep.dir={tmp / 'ms2'}", cwd=tmp)
+               f"hidden_size=16,{TOO_BIG}", *SMALL[:2], "epochs=2",
+               *common[:2], f"hydra.sweep.dir={tmp / 'ms2'}", cwd=tmp, preexec_fn=limit_memory)
     assert r.returncode != 0  # one job failed
     return uri, tmp
 

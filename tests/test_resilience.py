@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from memory_limit import TOO_BIG, limit_memory
 from mlflow.tracking import MlflowClient
 from polling import freeze_when, wait_for
 
@@ -30,13 +31,13 @@ def _env() -> dict:
     return env
 
 
-def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+def _start(args: list[str], cwd: Path, preexec_fn=None) -> subprocess.Popen:
     """The sweep in its own session (to kill it with its workers), output to a file (a pipe
     nobody reads while the test polls would fill up and block the sweep)."""
     log = open(cwd / "sweep.log", "w")
     return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd,
                             stdout=log, stderr=subprocess.STDOUT, text=True, env=_env(),
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=preexec_fn)
 
 
 _CLIENTS: dict = {}
@@ -103,12 +104,13 @@ def test_sigkilled_sweep_resumes_to_every_run_finished_exactly_once(tmp_path):
 
 def test_exception_and_sigkilled_worker_do_not_take_the_other_jobs_down(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # hidden_size=1e9 cannot fit in memory: those 3 jobs raise MemoryError at run time; the
-    # test SIGKILLs the worker process running (seed 1, hidden 32) once it is mid-way
-    args = ["-m", "seed=0,1,2", "hidden_size=32,1000000000", "data.test_limit=500",
+    # hidden_size=TOO_BIG does not fit the sweep's memory limit: those 3 jobs raise
+    # MemoryError at run time; the test SIGKILLs the worker process running (seed 1,
+    # hidden 32) once it is mid-way
+    args = ["-m", "seed=0,1,2", f"hidden_size=32,{TOO_BIG}", "data.test_limit=500",
             "epochs=20", "test_every=5", "lr=1e-3", f"tracking.uri={uri}", "tracking.experiment=crash",
             f"hydra.sweep.dir={tmp_path / 'ms'}", "hydra.launcher.n_jobs=2"]
-    proc = _start(args, tmp_path)
+    proc = _start(args, tmp_path, preexec_fn=limit_memory)
     _wait_store_ready(tmp_path)
 
     def victim():
