@@ -4,3 +4,5 @@
 CURVES = ("train_loss", "train_acc", "test_loss", "test_acc")
 #: the keys of one history record (eval_time_s on evaluation epochs)
 EPOCH = ("epoch", *CURVES, "epoch_time_s", "eval_time_s")
+#: a training step's batch metrics, every ``log_every_steps`` steps (step = iteration)
+STEP_CURVES = ("batch_train_loss", "batch_train_acc")

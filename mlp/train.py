@@ -104,7 +104,8 @@ def evaluate(net: MLP, loss, x: np.ndarray, y: np.ndarray,
 def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None,
           data: Dataset | None = None, *, checkpoint_every: int = 0,
           on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
-          resume: dict[str, Any] | None = None, threads: int | None = None) -> Result:
+          resume: dict[str, Any] | None = None, threads: int | None = None,
+          log_every_steps: int = 0, on_steps: Callback | None = None) -> Result:
     """Train an MLP as ``cfg`` says; return a :class:`Result`.
 
     - Each epoch shuffles the training set from the seed and runs mini-batches of
@@ -118,6 +119,10 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
     - Every ``checkpoint_every`` epochs (0: never), ``on_checkpoint(state)`` receives the
       full training state (see :mod:`mlp.checkpoint`); ``resume=state`` continues from it.
 
+    - Every ``log_every_steps`` training steps (0: never; the study's ``dispfreq`` was 50),
+      ``on_steps(record)`` receives that step's batch metrics: ``iteration`` (counted from
+      the run's first step, across epochs), ``batch_train_loss``, ``batch_train_acc``
+      (measured on the batch's forward pass before its update).
     - ``threads``: the threads the run uses, by default the cores it may run on
       (:func:`cores`). Steps of batches large enough are split across them
       (:mod:`mlp.split`), with every BLAS library at one thread; a warning, once, if a BLAS
@@ -134,8 +139,12 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
         threads = cores()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads={threads!r} must be an integer >= 1 or None (the cores)")
+    if isinstance(log_every_steps, bool) or not isinstance(log_every_steps, int) \
+            or log_every_steps < 0:
+        raise ValueError(f"log_every_steps={log_every_steps!r} must be an integer >= 0")
     with _threads(threads) as team:
-        return _train(cfg, callback, data, checkpoint_every, on_checkpoint, resume, team)
+        return _train(cfg, callback, data, checkpoint_every, on_checkpoint, resume, team,
+                      log_every_steps, on_steps)
 
 
 def cores() -> int:
@@ -181,7 +190,7 @@ def _threads(threads: int):
 
 
 def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, resume,
-           team: Team | None) -> Result:
+           team: Team | None, log_every_steps: int = 0, on_steps=None) -> Result:
     t_start, cpu_start = time.perf_counter(), time.process_time()
     ds = data if data is not None else load_data(cfg)
     net, loss, opt = build(cfg, ds.n_features, ds.n_classes)
@@ -191,6 +200,7 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
     # plain ndarray views of the (memory-mapped) arrays: no np.memmap subclass overhead per batch
     x_train, y_train = np.asarray(ds.x_train), np.asarray(ds.y_train)
     n, bs = x_train.shape[0], cfg.batch_size
+    steps_per_epoch = -(-n // bs)
     timing = dict.fromkeys(("data", "forward", "backward", "update", "eval"), 0.0)
     history: list[dict[str, Any]] = []
     status, diverged_epoch = "finished", None
@@ -226,7 +236,7 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
             t_epoch = clock()
             perm = shuffle_rng.permutation(n)
             loss_sum, correct = 0.0, 0
-            for start in range(0, n, bs):
+            for i_batch, start in enumerate(range(0, n, bs)):
                 t0 = clock()
                 idx = perm[start:start + bs]  # contiguous slice of the epoch's permutation
                 if split is not None and split.worth(len(idx)):  # the same step, split
@@ -235,37 +245,42 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
                     if got is None:
                         status, diverged_epoch = "diverged", epoch
                         break
-                    loss_sum += loss.mean * len(idx)
-                    correct += got
-                    continue
-                xb = batches.get(len(idx))
-                if xb is None:
-                    xb = batches[len(idx)] = np.empty((len(idx), x_train.shape[1]), net.dtype)
-                if x_train.dtype == net.dtype:
-                    # mode="clip" (the indices are a permutation, always valid): with the
-                    # default "raise", take() buffers ``out`` and copies it a second time.
-                    x_train.take(idx, axis=0, out=xb, mode="clip")
                 else:
-                    xb[...] = x_train[idx]
-                yb = y_train[idx]
-                t1 = clock()
-                logits = net.forward(xb, train=True)
-                loss.forward(logits, yb)
-                if not math.isfinite(loss.mean):
-                    status, diverged_epoch = "diverged", epoch
-                    break
+                    xb = batches.get(len(idx))
+                    if xb is None:
+                        xb = batches[len(idx)] = np.empty((len(idx), x_train.shape[1]),
+                                                          net.dtype)
+                    if x_train.dtype == net.dtype:
+                        # mode="clip" (the indices are a permutation, always valid): with the
+                        # default "raise", take() buffers ``out`` and copies it a second time.
+                        x_train.take(idx, axis=0, out=xb, mode="clip")
+                    else:
+                        xb[...] = x_train[idx]
+                    yb = y_train[idx]
+                    t1 = clock()
+                    logits = net.forward(xb, train=True)
+                    loss.forward(logits, yb)
+                    if not math.isfinite(loss.mean):
+                        status, diverged_epoch = "diverged", epoch
+                        break
+                    got = int(np.count_nonzero(logits.argmax(axis=1) == yb))
+                    t2 = clock()
+                    # the gradients go straight to the optimizer's sinks (SGD: into the velocity)
+                    net.backward(loss.backward(), sinks=opt.sinks)
+                    t3 = clock()
+                    opt.step()
+                    t4 = clock()
+                    timing["data"] += t1 - t0
+                    timing["forward"] += t2 - t1
+                    timing["backward"] += t3 - t2
+                    timing["update"] += t4 - t3
                 loss_sum += loss.mean * len(idx)
-                correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
-                t2 = clock()
-                # the gradients go straight to the optimizer's sinks (SGD: into the velocity)
-                net.backward(loss.backward(), sinks=opt.sinks)
-                t3 = clock()
-                opt.step()
-                t4 = clock()
-                timing["data"] += t1 - t0
-                timing["forward"] += t2 - t1
-                timing["backward"] += t3 - t2
-                timing["update"] += t4 - t3
+                correct += got
+                if log_every_steps and on_steps is not None:
+                    iteration = (epoch - 1) * steps_per_epoch + i_batch + 1
+                    if iteration % log_every_steps == 0:  # the study's dispfreq
+                        on_steps({"iteration": iteration, "batch_train_loss": loss.mean,
+                                  "batch_train_acc": got / len(idx)})
             if status == "diverged":
                 break
             record: dict[str, Any] = {

@@ -56,6 +56,7 @@ def _experiment(v: Any) -> bool:
 RUN: dict[str, tuple[Callable[[Any], bool], str]] = {
     "blas_threads": _int_at_least(1),
     "checkpoint_every": _int_at_least(0),
+    "log_every_steps": _int_at_least(0, null_ok=False),
     "tracking.uri": (_uri, f"null, a path, or a URI of {', '.join(TRACKING_SCHEMES)}"),
     "tracking.experiment": (_experiment, "a non-empty name"),
     "tracking.heartbeat_timeout_s": (_positive, "a number of seconds > 0"),

@@ -33,7 +33,7 @@ from threadpoolctl import ThreadpoolController
 from mlp import ConfigError, TrainConfig, checkpoint, train
 from mlp.data import DataError
 from mlp.files import PROJECT_ROOT
-from mlp.metrics import CURVES, EPOCH
+from mlp.metrics import CURVES, EPOCH, STEP_CURVES
 from mlp.train import load_data
 
 from . import liveness, options, parallelism
@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 # short run's metrics go in one request, a long run's curves stay live
 FLUSH_S = 5.0
 # overrides that do not change what is trained: left out of run names
-_NOT_IN_NAME = ("tracking.", "hydra.", "sweep=", "blas_threads=", "progress=")
+_NOT_IN_NAME = ("tracking.", "hydra.", "sweep=", "blas_threads=", "progress=",
+                "log_every_steps=")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -390,6 +391,9 @@ def _train(cfg: DictConfig, tcfg: TrainConfig, data, job: HydraJob, name: str,
             log.info("%s epoch %d %s", name, rec["epoch"],
                      {k: round(v, 4) for k, v in rec.items() if k != "epoch"})
 
+    def on_steps(rec: dict[str, Any]) -> None:  # sent with the epochs, in batches
+        tracked.log_metrics({k: rec[k] for k in STEP_CURVES}, step=rec["iteration"])
+
     every = cfg.get("checkpoint_every")
     if every is None:
         every = 10 if tcfg.epochs >= 20 else 0
@@ -404,7 +408,8 @@ def _train(cfg: DictConfig, tcfg: TrainConfig, data, job: HydraJob, name: str,
     try:
         ck_dir.mkdir(parents=True, exist_ok=True)
         return train(tcfg, callback=on_epoch, data=data, checkpoint_every=every,
-                     on_checkpoint=on_checkpoint, resume=resume_state, threads=threads)
+                     on_checkpoint=on_checkpoint, resume=resume_state, threads=threads,
+                     log_every_steps=int(cfg.get("log_every_steps") or 0), on_steps=on_steps)
     finally:
         if bar is not None:
             bar.close()

@@ -65,6 +65,9 @@ class RunConf:
     checkpoint_every: Optional[int] = None
     # continue from the checkpoint of an unfinished (killed/failed) run of the same config
     resume: bool = True
+    # log the batch's train loss and accuracy every N training steps (0: never; the study's
+    # dispfreq was 50), as metrics batch_train_loss / batch_train_acc at step = iteration
+    log_every_steps: int = 0
     tracking: TrackingConf = field(default_factory=TrackingConf)
 
 

@@ -19,6 +19,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow.tracking import MlflowClient
+
+from memory_limit import TOO_BIG, limit_memory
 from omegaconf import OmegaConf
 
 from mlp import activations, losses
@@ -48,12 +50,14 @@ SWEEP_SIZES["study"] = (SWEEP_SIZES["depth"] + 2 + sum(
     + SWEEP_SIZES["hidden_size"] + SWEEP_SIZES["dropout"])
 
 
-def run_train(*args: str, tmp: Path, timeout: float = 600, env: dict | None = None):
+def run_train(*args: str, tmp: Path, timeout: float = 600, env: dict | None = None,
+              preexec_fn=None):
     """``python train.py ARGS`` in a subprocess, from an unrelated working directory."""
     e = dict(os.environ, HYDRA_FULL_ERROR="0", **(env or {}))
     e.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp,
-                          capture_output=True, text=True, timeout=timeout, env=e)
+                          capture_output=True, text=True, timeout=timeout, env=e,
+                          preexec_fn=preexec_fn)
 
 
 def store_args(tmp: Path, experiment: str = "test") -> list[str]:
@@ -181,6 +185,7 @@ BAD = {
     # the options around training (mlp_sweeps/options.py)
     "blas_threads=0": ["blas_threads=0", ">= 1"],
     "checkpoint_every=-1": ["checkpoint_every=-1", ">= 0"],
+    "log_every_steps=-1": ["log_every_steps=-1", ">= 0"],
     "tracking.experiment=": ["tracking.experiment=''", "non-empty"],
     "tracking.uri=ftp://x": ["tracking.uri='ftp://x'", "sqlite", "http"],
     "tracking.heartbeat_timeout_s=-5": ["heartbeat_timeout_s=-5"],
@@ -269,11 +274,11 @@ def test_multirun_records_every_job_with_params_metrics_artifacts_parent(tmp_pat
 
 @pytest.mark.slow
 def test_failed_and_diverged_jobs_do_not_stop_the_others(tmp_path):
-    # hidden_size=1e9 is a valid config that cannot fit in memory: the job fails at run time
-    # (MemoryError building the network); lr=50 with the MSE sum-gradient diverges.
-    r = run_train("-m", "hidden_size=32,1000000000", "loss=mse", "loss.reduction=sum",
+    # hidden_size=TOO_BIG passes planning but not the sweep's memory limit: the job fails at
+    # run time (MemoryError building the network); lr=50 with the MSE sum-gradient diverges.
+    r = run_train("-m", f"hidden_size=32,{TOO_BIG}", "loss=mse", "loss.reduction=sum",
                   "lr=1e-3,50", *SMALL[:2], "epochs=2", *store_args(tmp_path, "fail"),
-                  tmp=tmp_path)
+                  tmp=tmp_path, preexec_fn=limit_memory)
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     assert "planned: 4  skipped: 0  resumed: 0  run: 4  finished: 1  diverged: 1  failed: 2" in out

@@ -170,3 +170,22 @@ def test_a_blow_up_in_the_last_update_is_not_reported_as_finished(mnist_small):
     assert result.status == "diverged", (
         f"status {result.status!r} although the final test loss is {final!r}")
     assert result.metrics["status"] == "diverged"
+
+
+def test_batch_metrics_every_n_steps_count_iterations_across_epochs(mnist_small):
+    # 2000 examples, batch 64: 32 steps an epoch (the last one partial); every 10th step
+    cfg = _cfg(batch_size=64)
+    for threads in (1, 2):  # the split and the undivided step give the same records
+        recs = []
+        r = train(cfg, data=mnist_small, log_every_steps=10, on_steps=recs.append,
+                  threads=threads)
+        assert [x["iteration"] for x in recs] == list(range(10, 3 * 32 + 1, 10))
+        assert all(0.0 <= x["batch_train_acc"] <= 1.0 and x["batch_train_loss"] > 0
+                   for x in recs)
+        if threads == 1:
+            first = recs
+        else:
+            assert recs == first
+    assert r.status == "finished"
+    with pytest.raises(ValueError, match="log_every_steps=-1"):
+        train(cfg, data=mnist_small, log_every_steps=-1)
