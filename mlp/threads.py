@@ -25,7 +25,7 @@ from typing import Callable
 
 __all__ = ["Team", "blocks", "busy_pools", "competing_pools"]
 
-SPIN_S = float(os.environ.get("MLP_SPIN_S", "0.0002"))
+SPIN_S = 0.0002  # seconds a waiting thread polls before it blocks
 
 
 def _wait(lock, spin_s: float) -> None:
