@@ -14,6 +14,8 @@ status=0
 for v in 3.10 3.11 3.12 3.13; do
   [[ $v == "$main" ]] && continue
   py=$(command -v "python$v" || true)
+  # (a pyenv shim of a version not selected is on the PATH but refuses to run)
+  [[ -n $py ]] && ! "$py" -c 'import sys' >/dev/null 2>&1 && py=""
   if [[ -z $py ]] && command -v pyenv >/dev/null 2>&1; then
     pyv=$(pyenv versions --bare 2>/dev/null | grep -E "^$v\.[0-9]+$" | sort -V | tail -1 || true)
     [[ -n $pyv ]] && py=$(pyenv root)/versions/$pyv/bin/python
