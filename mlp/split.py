@@ -66,8 +66,8 @@ class _Plan:
     grad_logits: np.ndarray  # the loss gradient, copied here (fixed address)
     gx: list[np.ndarray | None]  # dL/d(input) of layers 1.., per layer index
     rows: list[slice]  # batch rows per thread
-    work: list[list[tuple[list[Prepared], list[slice]]]]  # per thread: (products, then the
-    # update of the blocks they wrote: one slice per parameter), chunk after chunk
+    work: list[list[tuple[Prepared, list[slice]]]]  # per thread: (a product, then the update
+    # of the block it wrote: one slice per parameter)
 
 
 class SplitStep:
@@ -117,12 +117,12 @@ class SplitStep:
             rows = _whole(b, n, 0)
         sinks = self.opt.sinks
         n_params = len(sinks)
-        work: list[list[tuple[list[Prepared], list[slice]]]] = [[] for _ in range(n)]
+        work: list[list[tuple[Prepared, list[slice]]]] = [[] for _ in range(n)]
 
-        def task(k: int, products: list[Prepared], j: int, block: slice) -> None:
+        def task(k: int, product: Prepared, j: int, block: slice) -> None:
             sel = [slice(0, 0)] * n_params
             sel[j] = block
-            work[k].append((products, sel))
+            work[k].append((product, sel))
 
         for i, lin in enumerate(lins):
             m, o = lin.W.shape
@@ -133,9 +133,9 @@ class SplitStep:
             sw, sb = sinks[2 * i], sinks[2 * i + 1]
             for k in range(n):  # (in cache-sized chunks: 1.7x slower, each packs all of gu)
                 if w_rows[k].stop > w_rows[k].start:
-                    task(k, [gemm_tn_rows(inputs[i], grads_out[i], sw.out, sw.beta,
-                                          w_rows[k])], 2 * i, w_rows[k])
-            task(owner_b, [gemv_t_cols(grads_out[i], ones, sb.out, sb.beta, slice(0, o))],
+                    task(k, gemm_tn_rows(inputs[i], grads_out[i], sw.out, sw.beta, w_rows[k]),
+                         2 * i, w_rows[k])
+            task(owner_b, gemv_t_cols(grads_out[i], ones, sb.out, sb.beta, slice(0, o)),
                  2 * i + 1, slice(0, o))
         return _Plan(xb, hidden, dropped, logits, grad_logits, gx, rows, work)
 
@@ -179,9 +179,8 @@ class SplitStep:
             g = gx
 
     def _update(self, plan: _Plan, k: int) -> None:
-        for products, sel in plan.work[k]:
-            for product in products:
-                product()
+        for product, sel in plan.work[k]:
+            product()
             self.opt.step_part(sel)
 
     def _logits(self, plan: _Plan, train: bool):
