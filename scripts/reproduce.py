@@ -44,7 +44,8 @@ PROFILES = {
 def sweep_command(prof: dict, only: list[str], seeds: list[int], args) -> list[str]:
     cmd = ["train.py", "-m", "sweep=study", f"hydra.sweeper.only=[{','.join(only)}]",
            f"epochs={prof['epochs']}", f"seed={','.join(map(str, seeds))}",
-           f"tracking.experiment={args.experiment}"]
+           f"tracking.experiment={args.experiment}",
+           "log_every_steps=50"]  # the study's dispfreq: batch curves (not part of a run's identity)
     if prof["train_limit"]:
         cmd.append(f"data.train_limit={prof['train_limit']}")
     if args.jobs:
