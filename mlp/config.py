@@ -32,6 +32,9 @@ class DataConfig:
     normalize: str = "study"
     train_limit: int | None = None
     test_limit: int | None = None
+    # examples held out of the training set (its last ones: the same for every configuration
+    # and seed), evaluated like the test set as val_loss / val_acc; 0: none (the study's data)
+    val_size: int = 0
 
 
 @dataclass
@@ -107,6 +110,8 @@ class TrainConfig:
         d = asdict(self)
         if self.optimizer == "sgd" and not self.optimizer_params:
             del d["optimizer"], d["optimizer_params"]
+        if not self.data.val_size:  # the identity configurations had before it existed
+            del d["data"]["val_size"]
         return d
 
     def make_optimizer(self, params: list) -> optim.Optimizer:
@@ -168,6 +173,12 @@ class TrainConfig:
             v = getattr(self.data, k)
             if v is not None:
                 _int(f"data.{k}", v, 1, none_ok=True)
+        _int("data.val_size", self.data.val_size, 0)
+        n_train = DATASETS[self.data.name]["train"]
+        if self.data.val_size >= n_train:
+            raise ConfigError(f"data.val_size={self.data.val_size} leaves no training data: "
+                              f"{self.data.name} has {n_train} training examples; it must be "
+                              f"< {n_train}")
         return self
 
 

@@ -42,6 +42,7 @@ DATASETS: dict[str, dict] = {
     "mnist": {
         "root": PROJECT_ROOT / "data" / "mnist",
         "classes": 10,
+        "train": 60_000, "test": 10_000, "features": 784,  # what the files hold (verified)
         "mirrors": [
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -58,6 +59,7 @@ DATASETS: dict[str, dict] = {
         # where Debian's dataset-fashion-mnist package installs it
         "root": Path("/usr/share/datasets/fashion-mnist"),
         "classes": 10,
+        "train": 60_000, "test": 10_000, "features": 784,
         "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
         "sha256": {
             "train-images": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
@@ -86,6 +88,9 @@ class Dataset:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    # held out of the training set (``val_size``): None when there is none
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -98,6 +103,17 @@ class Dataset:
         if self.name in DATASETS:
             return n_classes(self.name)
         return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+
+def split_sizes(name: str, train_limit: int | None = None, test_limit: int | None = None,
+                val_size: int = 0) -> tuple[int, int, int]:
+    """(training, test, validation) examples of dataset ``name`` with these settings, known
+    before loading it: the validation examples are the training set's last ``val_size``,
+    the training examples the first ``train_limit`` of the rest."""
+    n_train, n_test = DATASETS[name]["train"], DATASETS[name]["test"]
+    rest = n_train - val_size
+    return (min(rest, train_limit) if train_limit else rest,
+            min(n_test, test_limit) if test_limit else n_test, val_size)
 
 
 def n_classes(name: str) -> int:
@@ -224,7 +240,8 @@ def _load_manifest(path: Path) -> dict:
 
 def load(name: str = "mnist", root: str | os.PathLike | None = None, *,
          normalize: str = "study", train_limit: int | None = None,
-         test_limit: int | None = None, cache_dir: str | os.PathLike | None = None) -> Dataset:
+         test_limit: int | None = None, cache_dir: str | os.PathLike | None = None,
+         val_size: int = 0) -> Dataset:
     """Load a dataset, verified and cached.
 
     Parameters
@@ -238,6 +255,10 @@ def load(name: str = "mnist", root: str | os.PathLike | None = None, *,
         ``none``: raw 0..255 as float32.
     train_limit, test_limit : int, optional
         Use only the first N examples (views; nothing is copied).
+    val_size : int
+        Hold out the training set's last ``val_size`` examples as a validation set
+        (``x_val``, ``y_val``; views), never trained on; ``train_limit`` then counts from
+        the first of the rest. 0: no validation set.
     cache_dir : path, optional
         Defaults to :func:`default_cache_dir`.
     """
@@ -278,7 +299,14 @@ def load(name: str = "mnist", root: str | os.PathLike | None = None, *,
         arrays[part] = np.load(f, mmap_mode="r")
     n_train = arrays["train-images"].shape[0]
     n_test = arrays["t10k-images"].shape[0]
-    tl = n_train if train_limit is None else min(int(train_limit), n_train)
+    if isinstance(val_size, bool) or not isinstance(val_size, (int, np.integer)) \
+            or not 0 <= val_size < n_train:
+        raise ValueError(f"val_size={val_size!r} must be an integer from 0 to {n_train - 1} "
+                         f"(the {n_train} training examples of {name}, at least one left to "
+                         f"train on)")
+    rest = n_train - int(val_size)
+    tl = rest if train_limit is None else min(int(train_limit), rest)
     sl = n_test if test_limit is None else min(int(test_limit), n_test)
+    val = (arrays["train-images"][rest:], arrays["train-labels"][rest:]) if val_size else (None, None)
     return Dataset(name, arrays["train-images"][:tl], arrays["train-labels"][:tl],
-                   arrays["t10k-images"][:sl], arrays["t10k-labels"][:sl])
+                   arrays["t10k-images"][:sl], arrays["t10k-labels"][:sl], *val)

@@ -76,7 +76,7 @@ def memory_bytes(cfg: TrainConfig, n_features: int, n_classes: int) -> int:
 def load_data(cfg: TrainConfig) -> Dataset:
     d = cfg.data
     return load(d.name, d.root, normalize=d.normalize, train_limit=d.train_limit,
-                test_limit=d.test_limit)
+                test_limit=d.test_limit, val_size=d.val_size)
 
 
 def build(cfg: TrainConfig, n_features: int, n_classes: int) -> tuple[MLP, Any, Optimizer]:
@@ -294,6 +294,10 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
                 record["test_loss"], record["test_acc"] = \
                     evaluate(net, loss, ds.x_test, ds.y_test) if split is None else \
                     split.evaluate(np.asarray(ds.x_test), ds.y_test, EVAL_BATCH)
+                if ds.x_val is not None:  # held out of training: what a search ranks by
+                    record["val_loss"], record["val_acc"] = \
+                        evaluate(net, loss, ds.x_val, ds.y_val) if split is None else \
+                        split.evaluate(np.asarray(ds.x_val), ds.y_val, EVAL_BATCH)
                 record["eval_time_s"] = clock() - t0
                 timing["eval"] += record["eval_time_s"]
                 if not math.isfinite(record["test_loss"]):  # the epoch's last updates blew up
@@ -331,4 +335,8 @@ def _summary(history: list[dict[str, Any]], total_s: float, n_train: int) -> dic
         m["final_test_loss"] = tested[-1]["test_loss"]
         m["final_test_acc"] = tested[-1]["test_acc"]
         m["best_test_acc"] = max(r["test_acc"] for r in tested)
+    validated = [r for r in history if "val_acc" in r]
+    if validated:
+        m["final_val_loss"] = validated[-1]["val_loss"]
+        m["final_val_acc"] = validated[-1]["val_acc"]
     return m

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Iterable, NamedTuple, Sequence
 import numpy as np
 
 from mlp import TrainConfig
+from mlp.data import DATASETS, split_sizes
 from mlp.train import EVAL_BATCH
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ __all__ = ["Gemm", "Hidden", "Update", "Step", "Work", "work", "data_sizes", "tr
            "estimate_line"]
 
 # examples (train, test), features and classes of each dataset
-DATA_SIZES = {"mnist": (60_000, 10_000, 784, 10), "fashion_mnist": (60_000, 10_000, 784, 10)}
 MEASURE_ROWS = 256  # larger batches are timed at this many rows and scaled linearly
 UPDATE_PASSES = 15  # array reads + writes of one SGD step per parameter (mlp/optim.py)
 
@@ -165,10 +165,9 @@ class Work:
 
 def data_sizes(cfg: TrainConfig) -> tuple[int, int, int, int]:
     """(train examples, test examples, features, classes) a configuration trains on."""
-    n_train, n_test, feat, classes = DATA_SIZES[cfg.data.name]
-    lim_tr, lim_te = cfg.data.train_limit, cfg.data.test_limit
-    return (min(n_train, lim_tr) if lim_tr else n_train,
-            min(n_test, lim_te) if lim_te else n_test, feat, classes)
+    d = cfg.data
+    n_train, n_test, _ = split_sizes(d.name, d.train_limit, d.test_limit, d.val_size)
+    return n_train, n_test, DATASETS[d.name]["features"], DATASETS[d.name]["classes"]
 
 
 def evaluations(epochs: int, test_every: int) -> int:

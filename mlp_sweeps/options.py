@@ -61,8 +61,27 @@ RUN: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tracking.experiment": (_experiment, "a non-empty name"),
     "tracking.heartbeat_timeout_s": (_positive, "a number of seconds > 0"),
 }
+def _one_of(*choices: Any, null_ok: bool = False) -> tuple[Callable[[Any], bool], str]:
+    return ((lambda v: (null_ok and v is None) or v in choices),
+            "one of " + ", ".join(map(str, choices)) + (" or null" if null_ok else ""))
+
+
+def _samplers() -> tuple[str, ...]:
+    from .samplers import SAMPLERS
+
+    return SAMPLERS
+
+
+#: what a search may rank by: the curves a run logs (val_* with data.val_size > 0)
+RANKED = ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss")
+
 SWEEPER: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_batch_size": _int_at_least(1),
+    "sampler": _one_of(*_samplers()),
+    "n_trials": _int_at_least(1),
+    "seed": _int_at_least(0),
+    "metric": _one_of(*RANKED),
+    "mode": _one_of("max", "min", null_ok=True),
 }
 
 
@@ -84,9 +103,37 @@ def check_run(config) -> None:
 
 
 def check_sweeper(settings) -> None:
-    """The sweeper's settings (``hydra.sweeper.*``)."""
+    """The sweeper's settings (``hydra.sweeper.*``), and what they need of each other."""
     check({k: getattr(settings, k) for k in SWEEPER if hasattr(settings, k)}, SWEEPER,
           "hydra.sweeper.")
+    sampler = getattr(settings, "sampler", "grid")
+    if sampler != "grid":
+        if getattr(settings, "n_trials", None) is None:
+            raise InvalidConfig(f"hydra.sweeper.sampler={sampler} draws configurations: say "
+                                f"how many with hydra.sweeper.n_trials=N (an integer >= 1)")
+        if getattr(settings, "grids", None):
+            raise InvalidConfig(f"hydra.sweeper.sampler={sampler} samples one search space "
+                                f"(hydra.sweeper.params and the command line), not a union "
+                                f"of grids ({', '.join(settings.grids)})")
+    elif getattr(settings, "n_trials", None) is not None:
+        raise InvalidConfig(f"hydra.sweeper.n_trials={settings.n_trials} applies to the "
+                            f"random and tpe samplers; a grid runs every combination "
+                            f"(hydra.sweeper.sampler=random or tpe to draw N of them)")
+
+
+def ranked_mode(metric: str, mode: str | None) -> str:
+    """``mode``, else what the metric wants: max for an accuracy, min for a loss."""
+    return mode or ("max" if metric.endswith("acc") else "min")
+
+
+def check_ranked(metric: str, val_size: int) -> None:
+    """A ranked metric the runs log: val_* needs a validation set."""
+    if metric.startswith("val_") and not val_size:
+        raise InvalidConfig(f"hydra.sweeper.metric={metric} is not logged by these runs: they "
+                            f"have no validation set (data.val_size=0). Hold one out of the "
+                            f"training set (e.g. data.val_size=5000), or rank by "
+                            f"{metric.replace('val_', 'test_')} (the choice then uses the "
+                            f"test set)")
 
 
 def available_memory() -> int | None:

@@ -122,6 +122,10 @@ class Progress:
         self._bar = None
         self._redirect = None
 
+    def add(self, jobs: Sequence[Job]) -> None:
+        """Jobs launched after the start (a search's later rounds)."""
+        self.hashes += [j.config_hash for j in jobs if j.config_hash not in self.hashes]
+
     # the numbers -------------------------------------------------------------------------
     def poll(self) -> dict[str, Any]:
         """Counts, elapsed and ETA from the store now."""

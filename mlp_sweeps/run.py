@@ -41,15 +41,13 @@ from .errors import InvalidConfig
 from .faults import MachineFault, diagnose, first_line
 from .store import resolve_uri
 from .ledger import CLAIMED, Ledger, Outcome, RunStatus, Tag, outcome_of
+from .space import NOT_IN_NAME  # overrides that do not change what is trained
 
 log = logging.getLogger(__name__)
 
 # per-epoch metrics are sent to the store at most this often (and when the run ends): a
 # short run's metrics go in one request, a long run's curves stay live
 FLUSH_S = 5.0
-# overrides that do not change what is trained: left out of run names
-_NOT_IN_NAME = ("tracking.", "hydra.", "sweep=", "blas_threads=", "progress=",
-                "log_every_steps=")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -313,7 +311,7 @@ class HydraJob:
 
 def run_name(overrides: list[str]) -> str:
     """``activation=gelu,loss=hinge`` from a job's overrides; ``baseline`` if none."""
-    keep = [o for o in overrides if not o.lstrip("+~").startswith(_NOT_IN_NAME)]
+    keep = [o for o in overrides if not o.lstrip("+~").startswith(NOT_IN_NAME)]
     return ",".join(o.lstrip("+") for o in keep) or "baseline"
 
 

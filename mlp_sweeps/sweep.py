@@ -64,6 +64,11 @@ class Settings:
     rerun: bool = False
     only: list[str] | None = None
     leave_to_others: bool = False
+    sampler: str = "grid"
+    n_trials: int | None = None
+    seed: int = 0
+    metric: str = "val_acc"
+    mode: str | None = None
 
 
 def run(settings: Settings, config: DictConfig, launcher: Any,
@@ -87,9 +92,22 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
          compose: Callable[[list[str]], Any], arguments: Sequence[str], parser=None) -> list:
     t0 = time.perf_counter()
     options.check_sweeper(settings)
-    jobs = plan.plan(settings.params, settings.grids, arguments, compose, settings.only, parser)
-    log.info("Planned and validated %d jobs in %.2f s", len(jobs), time.perf_counter() - t0)
     tracking = config.tracking
+    search = None
+    if settings.sampler == "grid":
+        jobs = plan.plan(settings.params, settings.grids, arguments, compose, settings.only,
+                         parser)
+    else:  # drawn by a sampler: its space's corners validated first
+        from .samplers import Searcher
+
+        search = Searcher(settings, arguments, compose, parser)
+        if search.adaptive and not tracking.enabled:
+            raise options.InvalidConfig(
+                "hydra.sweeper.sampler=tpe is told each result through the tracking store: "
+                "it needs tracking.enabled=true (random draws without it)")
+        search.probes()
+        jobs = search.first_jobs()
+    log.info("Planned and validated %d jobs in %.2f s", len(jobs), time.perf_counter() - t0)
     warm = ledger = runs = None
     todo, done = list(jobs), []
     if settings.dry_run:  # read-only: nothing is created, written or started
@@ -97,6 +115,10 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
             runs = snapshot.read(resolve_uri(tracking.uri), [tracking.experiment]) or []
             todo, done, _ = split(jobs, runs, settings.rerun,
                                   float(tracking.heartbeat_timeout_s))
+        if search is not None and search.adaptive:
+            more = search.first_round(runs or [], _search_workers(config, settings, search))
+            jobs += more
+            todo += more
     else:
         # the workers start (and import) while this process opens the store
         warm = workers.prewarm(launcher, len(jobs))
@@ -110,6 +132,10 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
                 # rival if it finishes later (it was not seen finished or claimed by this read)
                 read_ms = int(time.time() * 1000)
                 todo, done, runs = resume(ledger, jobs, settings.rerun)
+                if search is not None and search.adaptive:  # told the store's trials first
+                    more = search.first_round(runs, _search_workers(config, settings, search))
+                    t, d, _ = split(more, runs, settings.rerun, ledger.heartbeat_timeout_s)
+                    jobs, todo, done = jobs + more, todo + t, done + d
             except BaseException:  # e.g. an unreachable store: no workers left behind
                 if warm is not None:
                     workers.release(launcher)
@@ -134,13 +160,19 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
     if may_launch and callable(prepare):
         prepare()  # an unreachable cluster fails here, before any run is recorded
     quiet = progress.quiet_job_overrides(config, n_workers) if ledger is not None else []
-    for j in todo + elsewhere:
-        j.extra += quiet  # their log lines in their log files; the progress line here
-        if threads is not None:
-            j.extra.append(f"blas_threads={threads}")
-        if j.grids:
-            j.extra.append(f"tracking.grid=[{','.join(j.grids)}]")
+
+    def launching(new: list[plan.Job]) -> None:  # what every job gets at launch
+        for j in new:
+            j.extra += quiet  # their log lines in their log files; the progress line here
+            if threads is not None:
+                j.extra.append(f"blas_threads={threads}")
+            if j.grids:
+                j.extra.append(f"tracking.grid=[{','.join(j.grids)}]")
+            if parent is not None:
+                j.extra += [f"tracking.parent_run_id={parent}", f"tracking.read_at={since}"]
+
     parent = heartbeat = None
+    since = 0
     if ledger is not None:
         parent = _start_parent(ledger, settings, config, arguments, len(jobs), read_ms)
         heartbeat = ledger.heartbeat(parent)
@@ -151,8 +183,7 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
         # Not start times against read_ms by default: a run stamped before the read can be
         # written after it (a writer waiting for SQLite's lock), and be trained twice.
         since = read_ms if settings.rerun else 0
-        for j in todo + elsewhere:
-            j.extra += [f"tracking.parent_run_id={parent}", f"tracking.read_at={since}"]
+    launching(todo + elsewhere)
     finished = [j for j in done if j.previous != Outcome.RUNNING]
     if finished:
         log.info("Skipping %d jobs already finished in experiment %r "
@@ -168,6 +199,16 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
         with progress.Progress(todo, ledger, parent, est, n_workers,
                                elsewhere=elsewhere if wait else ()) as prog:
             launch_all(launcher, todo, outcome, ledger, parent, settings.max_batch_size)
+            while search is not None and search.adaptive:  # tpe: told, then the next round
+                new = search.next_round(ledger.runs(), n_workers)
+                if not new:
+                    break
+                t, d, _ = split(new, ledger.settle(ledger.runs()), settings.rerun,
+                                ledger.heartbeat_timeout_s)
+                launching(t)
+                jobs, todo, done = jobs + new, todo + t, done + d
+                prog.add(t)
+                launch_all(launcher, t, outcome, ledger, parent, settings.max_batch_size)
             if ledger is not None:
                 elsewhere += _claimed_elsewhere(todo, outcome)
                 if elsewhere and wait:
@@ -191,6 +232,13 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
         counts = faults.attempt(summarize, jobs, todo, done, outcome, ledger, parent, others)
         if counts is None:  # the store cannot be read: from the launcher's returns
             counts = summarize(jobs, todo, done, outcome, None, parent, others)
+        if search is not None and ledger is not None:
+            def search_summary():  # the best configuration, from the store
+                return search.summary(ledger.runs())
+
+            lines = faults.attempt(search_summary)
+            if lines:
+                log.info("\n".join(lines))
         if todo or others:
             faults.attempt(progress.report, ledger, parent, time.perf_counter() - t0, est)
         if ledger is not None:
@@ -205,6 +253,13 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
             f"{', '.join(bad)} of {counts['planned']} jobs; the others are recorded (see "
             f"the summary above). Rerun the same command to run those again.")
     return [[r for r in outcome.values() if isinstance(r, JobReturn)]]
+
+
+def _search_workers(config: DictConfig, settings: Settings, search) -> int:
+    """Configurations a tpe round draws: the launcher's parallel jobs (seeds count)."""
+    seeds = max(1, len(search.space.seeds))
+    return max(1, parallelism.launcher_workers(OmegaConf.select(config, "hydra.launcher"),
+                                               search.n_trials * seeds) // seeds)
 
 
 def resume(ledger: Ledger, jobs: list[plan.Job], rerun: bool = False

@@ -28,6 +28,17 @@ class MlpSweeperConf:
     # and takes over any whose holder dies, so the sweep ends with every configuration
     # done; true leaves them to those runs and exits when this launcher's jobs end
     leave_to_others: bool = False
+    # which configurations: grid (every combination), or drawn by Optuna: random, tpe
+    sampler: str = "grid"
+    # how many configurations random and tpe draw (distinct; each run once per seed)
+    n_trials: Optional[int] = None
+    # the sampler's seed: the same command draws the same configurations
+    seed: int = 0
+    # what a search ranks by (its best configuration; what TPE is told): a curve the runs
+    # log, its last value, the mean over seeds; val_* needs data.val_size > 0
+    metric: str = "val_acc"
+    # max or min; null: max for an accuracy, min for a loss
+    mode: Optional[str] = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="mlp", node=MlpSweeperConf,
