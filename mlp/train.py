@@ -35,7 +35,7 @@ class Result:
 
     Attributes
     ----------
-    status : {"finished", "diverged"}
+    status : {"finished", "diverged", "paused"}
     history : list of dict
         One dict per completed epoch: ``epoch, train_loss, train_acc, epoch_time_s`` and,
         on evaluation epochs, ``test_loss, test_acc``.
@@ -105,7 +105,8 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
           data: Dataset | None = None, *, checkpoint_every: int = 0,
           on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
           resume: dict[str, Any] | None = None, threads: int | None = None,
-          log_every_steps: int = 0, on_steps: Callback | None = None) -> Result:
+          log_every_steps: int = 0, on_steps: Callback | None = None,
+          stop_at: int | None = None) -> Result:
     """Train an MLP as ``cfg`` says; return a :class:`Result`.
 
     - Each epoch shuffles the training set from the seed and runs mini-batches of
@@ -118,6 +119,9 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
 
     - Every ``checkpoint_every`` epochs (0: never), ``on_checkpoint(state)`` receives the
       full training state (see :mod:`mlp.checkpoint`); ``resume=state`` continues from it.
+    - ``stop_at`` (< ``cfg.epochs``): pause after that epoch, evaluated, with status
+      ``"paused"`` and its state given to ``on_checkpoint``; resumed from that state, the
+      run goes on as if it had never stopped (successive halving's rungs).
 
     - Every ``log_every_steps`` training steps (0: never; the study's ``dispfreq`` was 50),
       ``on_steps(record)`` receives that step's batch metrics: ``iteration`` (counted from
@@ -142,9 +146,12 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
     if isinstance(log_every_steps, bool) or not isinstance(log_every_steps, int) \
             or log_every_steps < 0:
         raise ValueError(f"log_every_steps={log_every_steps!r} must be an integer >= 0")
+    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int)
+                                or not 1 <= stop_at <= cfg.epochs):
+        raise ValueError(f"stop_at={stop_at!r} must be an epoch from 1 to epochs={cfg.epochs}")
     with _threads(threads) as team:
         return _train(cfg, callback, data, checkpoint_every, on_checkpoint, resume, team,
-                      log_every_steps, on_steps)
+                      log_every_steps, on_steps, stop_at)
 
 
 def cores() -> int:
@@ -190,7 +197,8 @@ def _threads(threads: int):
 
 
 def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, resume,
-           team: Team | None, log_every_steps: int = 0, on_steps=None) -> Result:
+           team: Team | None, log_every_steps: int = 0, on_steps=None,
+           stop_at: int | None = None) -> Result:
     t_start, cpu_start = time.perf_counter(), time.process_time()
     ds = data if data is not None else load_data(cfg)
     net, loss, opt = build(cfg, ds.n_features, ds.n_classes)
@@ -232,7 +240,8 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
                 "cpu_s": before_cpu_s + time.process_time() - cpu_start}
 
     with np.errstate(all="ignore"):  # overflow is detected as divergence, not warned about
-        for epoch in range(first, cfg.epochs + 1):
+        last = cfg.epochs if stop_at is None else stop_at
+        for epoch in range(first, last + 1):
             t_epoch = clock()
             perm = shuffle_rng.permutation(n)
             loss_sum, correct = 0.0, 0
@@ -289,7 +298,7 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
                 "train_acc": correct / n,
                 "epoch_time_s": clock() - t_epoch,
             }
-            if epoch % cfg.test_every == 0 or epoch == cfg.epochs:
+            if epoch % cfg.test_every == 0 or epoch == last:
                 t0 = clock()
                 record["test_loss"], record["test_acc"] = \
                     evaluate(net, loss, ds.x_test, ds.y_test) if split is None else \
@@ -308,8 +317,12 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
                 callback(record)
             if status == "diverged":
                 break
-            if on_checkpoint is not None and checkpoint_every and epoch % checkpoint_every == 0 \
-                    and epoch < cfg.epochs:
+            if epoch == last < cfg.epochs:  # paused: the state to resume from
+                status = "paused"
+                if on_checkpoint is not None:
+                    on_checkpoint(state(epoch))
+            elif on_checkpoint is not None and checkpoint_every \
+                    and epoch % checkpoint_every == 0 and epoch < cfg.epochs:
                 on_checkpoint(state(epoch))
 
     total = before_s + clock() - t_start  # a resumed run counts its time before the resume
