@@ -81,6 +81,11 @@ class Tag(StrEnum):
     READ_AT = "read_at"  # on a sweep's parent: when (ms) its resume read the store
     HEARTBEAT = "heartbeat"  # seconds since the epoch, refreshed while the run is alive
     CLAIM = "claim"  # a sweep job's claim on its configuration: Claim
+    RUNG = "rung"  # successive halving: the rung a run trains to, or has reached (0, 1, ...)
+    # successive halving: the ranked metrics at each epoch the run paused or ended at,
+    # JSON {epoch: {metric: value}}
+    RUNG_METRICS = "rung_metrics"
+    REOPENED = "reopened"  # how many times a paused run was continued (promoted)
 
 
 class Claim(StrEnum):
@@ -112,6 +117,10 @@ class Outcome(StrEnum):
     DIVERGED = "diverged"  # a result: FINISHED in MLflow, with its completed epochs
     FAILED = "failed"
     KILLED = "killed"
+    # successive halving: trained to a rung and checkpointed, to be promoted or not (MLflow
+    # KILLED: not a result, resumable from its checkpoint by any later sweep or run)
+    PAUSED = "paused"
+    STOPPED = "stopped"  # paused, and not promoted by the time its sweep ended
 
 
 class RunStatus(StrEnum):
@@ -127,7 +136,10 @@ class RunStatus(StrEnum):
 RESULTS = (Outcome.FINISHED.value, Outcome.DIVERGED.value)
 #: the MLflow status a run is closed with, by outcome
 CLOSED_AS = {Outcome.FINISHED: RunStatus.FINISHED, Outcome.DIVERGED: RunStatus.FINISHED,
-             Outcome.FAILED: RunStatus.FAILED, Outcome.KILLED: RunStatus.KILLED}
+             Outcome.FAILED: RunStatus.FAILED, Outcome.KILLED: RunStatus.KILLED,
+             Outcome.PAUSED: RunStatus.KILLED, Outcome.STOPPED: RunStatus.KILLED}
+#: outcomes of a run that trained to a rung and may be continued
+HALTED = (Outcome.PAUSED.value, Outcome.STOPPED.value)
 ERROR_CHARS = 5000  # the tail of a traceback kept in the error tag
 
 
@@ -261,11 +273,12 @@ class Ledger:
         return Heartbeat(self, run_id, self.heartbeat_timeout_s / BEATS_PER_TIMEOUT).start()
 
     def close(self, run_id: str, outcome: Outcome | str, error: str | None = None,
-              metrics: Iterable[tuple[Mapping[str, float], int]] = ()) -> None:
-        """Tag the run's outcome (and error), with its last ``(metrics, step)`` records in
-        the same request, and end it with the matching MLflow status."""
+              metrics: Iterable[tuple[Mapping[str, float], int]] = (),
+              tags: Mapping[str, Any] | None = None) -> None:
+        """Tag the run's outcome (and error, and ``tags``), with its last ``(metrics,
+        step)`` records in the same request, and end it with the matching MLflow status."""
         outcome = Outcome(outcome)
-        tags: dict[str, Any] = {Tag.STATUS: outcome}
+        tags = {**(tags or {}), Tag.STATUS: outcome}
         if error is not None:
             tags[Tag.ERROR] = error[-ERROR_CHARS:]
         self.tracker.log_metric_steps(run_id, metrics, tags)
@@ -355,6 +368,44 @@ class Ledger:
                 self.tracker.log_params(mine, params or {}, tags={Tag.CLAIM: Claim.WON})
                 return mine, None
             time.sleep(0.2)  # later claims, still pending: they decide in one read
+
+
+    def reopen(self, run_id: str, epoch: int, name: str, tags: Mapping[str, Any],
+               on_start=None) -> Any:
+        """Continue the paused run ``run_id`` (checkpointed at ``epoch``) in this process:
+        the run, RUNNING again with ``tags`` (and ``on_start(run_id)`` called, e.g. to start
+        its heartbeat), if this process won it; None if another process has it or it is no
+        longer paused at ``epoch`` (promoted, or run on by another sweep, meanwhile).
+
+        The arbitration is :meth:`claim`'s, on the run's configuration: a claim run is
+        created and decided among the live runs of the configuration (a paused run is not
+        live); the winner reads the run again (paused at ``epoch``?), marks it RUNNING with
+        its own liveness tags, and only then deletes its claim, so that a rival always sees
+        one of the two alive. A rival that read the run paused before, and claims after the
+        deletion, wins the claim and finds the run no longer paused at ``epoch``."""
+        run = self.tracker.client.get_run(run_id)
+        h = run.data.tags.get(Tag.CONFIG_HASH)
+        holder: list = []
+        won, _ = self.claim(f"{name} (promotion)", {Tag.CONFIG_HASH: h, **liveness.here()},
+                            on_start=lambda rid: holder.append(self.heartbeat(rid)))
+        try:
+            if won is None:
+                return None
+            run = self.tracker.client.get_run(run_id)
+            if run.info.status == RunStatus.RUNNING or outcome_of(run) not in HALTED \
+                    or run.data.tags.get(Tag.CHECKPOINT_EPOCH) != str(epoch):
+                return None
+            n = int(run.data.tags.get(Tag.REOPENED, "0") or 0) + 1
+            self.tracker.reopen_run(run_id, {**tags, Tag.REOPENED: n,
+                                             Tag.HEARTBEAT: f"{time.time():.3f}"})
+            if on_start is not None:
+                on_start(run_id)
+            return self.tracker.client.get_run(run_id)
+        finally:
+            for hb in holder:
+                hb.stop()
+            if won is not None:
+                self.tracker.client.delete_run(won)
 
 
 class Heartbeat:

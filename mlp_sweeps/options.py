@@ -57,6 +57,10 @@ RUN: dict[str, tuple[Callable[[Any], bool], str]] = {
     "blas_threads": _int_at_least(1),
     "checkpoint_every": _int_at_least(0),
     "log_every_steps": _int_at_least(0, null_ok=False),
+    "stop_at_epoch": _int_at_least(1),
+    "tracking.rung": _int_at_least(0),
+    "tracking.reopen": ((lambda v: v is None or (isinstance(v, str) and v.count("@") == 1
+                         and v.split("@")[1].isdigit())), "null or <run id>@<epoch>"),
     "tracking.uri": (_uri, f"null, a path, or a URI of {', '.join(TRACKING_SCHEMES)}"),
     "tracking.experiment": (_experiment, "a non-empty name"),
     "tracking.heartbeat_timeout_s": (_positive, "a number of seconds > 0"),

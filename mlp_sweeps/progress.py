@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 2.0  # the store is read this often while the sweep runs
 PLAIN_EVERY_S = 30.0  # a plain progress line this often when the output is not a terminal
-ENDED = ("finished", "diverged", "failed", "killed")
+ENDED = ("finished", "diverged", "failed", "killed", "paused", "stopped")
 FAILED = ("failed", "killed")
 NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import logging
 import signal
 import socket
@@ -33,7 +34,7 @@ from threadpoolctl import ThreadpoolController
 from mlp import ConfigError, TrainConfig, checkpoint, train
 from mlp.data import DataError
 from mlp.files import PROJECT_ROOT
-from mlp.metrics import CURVES, EPOCH, STEP_CURVES
+from mlp.metrics import CURVES, EPOCH, STEP_CURVES, VAL_CURVES
 from mlp.train import load_data
 
 from . import liveness, options, parallelism
@@ -88,7 +89,20 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     with _blas().limit(limits=1, user_api="blas"):
         tags = _tags(tcfg, job, tr, threads)
         resume_state = None
-        if ledger is not None and cfg.get("resume", True):
+        reopen = _reopened(tr.get("reopen"))
+        stop_at = cfg.get("stop_at_epoch")
+        if stop_at is not None and stop_at >= tcfg.epochs:
+            stop_at = None  # the last rung: train to the end
+        if tr.get("rung") is not None:
+            tags[Tag.RUNG] = tr.rung
+        if reopen is not None:  # continued in its own run, from its checkpoint
+            if ledger is None:
+                raise InvalidConfig("tracking.reopen continues a run of the store: it needs "
+                                    "tracking.enabled=true")
+            resume_state = _checkpoint_of(ledger, reopen[0], tcfg)
+            for k in (Tag.OVERRIDES, Tag.CONFIG_HASH, Tag.GIT_COMMIT):
+                tags.pop(k, None)  # the run's own, from its first start
+        elif ledger is not None and cfg.get("resume", True):
             resume_state, source = _find_checkpoint(ledger, tcfg)
             if resume_state is not None:
                 tags.update({Tag.RESUMED_FROM: source, Tag.RESUMED_EPOCH: resume_state["epoch"]})
@@ -97,22 +111,27 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         # a sweep's job claims its configuration: several launchers may run one sweep
         with TrackedRun(ledger, name, tags, parent=tr.parent_run_id,
                         claim=bool(tr.parent_run_id), since=tr.read_at,
-                        params={k: v for k, v in container.items() if k != "tracking"}
-                        ) as tracked:
+                        params={k: v for k, v in container.items() if k != "tracking"},
+                        reopen=reopen) as tracked:
             if tracked.claimed_by is not None:
                 log.info("%s: not run, claimed by run %s (%s)", name,
                          tracked.claimed_by.info.run_id, outcome_of(tracked.claimed_by))
                 return {"status": CLAIMED, "claimed_by": tracked.claimed_by.info.run_id,
                         "run_name": name}
-            tracked.log_dataset(tcfg)
-            for rec in (resume_state or {}).get("history", []):  # complete curves
-                tracked.log_epoch(rec)
-            result = _train(cfg, tcfg, data, job, name, tracked, resume_state, threads)
+            if reopen is None:  # a continued run has its dataset and earlier epochs
+                tracked.log_dataset(tcfg)
+                for rec in (resume_state or {}).get("history", []):  # complete curves
+                    tracked.log_epoch(rec)
+            result = _train(cfg, tcfg, data, job, name, tracked, resume_state, threads,
+                            stop_at)
             summary = _summary(tcfg, data, result, threads)
             tracked.log_metrics(summary, step=len(result.history))
-            if job.out_dir is not None and ledger is not None:
+            if job.out_dir is not None and ledger is not None and result.status != "paused":
                 tracked.log_artifacts(_artifacts(cfg, result, job.out_dir))
             tracked.outcome = result.status
+            if stop_at is not None or reopen is not None or tr.get("rung") is not None:
+                tracked.close_tags[Tag.RUNG_METRICS] = _rung_metrics(
+                    tracked.reopened, result.history)
         summary.update(status=result.status, run_id=tracked.run_id, run_name=name)
         log.info("%s: %s, final test acc %s; recorded as %s", name, result.status,
                  summary.get("final_test_acc"), tracked.where)
@@ -145,8 +164,12 @@ class TrackedRun:
 
     def __init__(self, ledger: Ledger | None, name: str, tags: Mapping[str, Any],
                  parent: str | None = None, claim: bool = False, since: int | None = None,
-                 params: Mapping[str, Any] | None = None):
+                 params: Mapping[str, Any] | None = None,
+                 reopen: tuple[str, int] | None = None):
         self.ledger, self.name, self.tags, self.parent = ledger, name, dict(tags), parent
+        self.reopen = reopen  # (run id, epoch): continue that paused run (Ledger.reopen)
+        self.reopened: Any = None  # the paused run as it was when continued
+        self.close_tags: dict[str, Any] = {}  # set with the outcome
         self.claim, self.since, self.params = claim, since, params or {}
         self.run_id: str | None = None
         self.claimed_by: Any = None  # the run that has this configuration (claim lost)
@@ -170,7 +193,16 @@ class TrackedRun:
                 from .tracking import flatten
 
                 params = flatten(self.params)
-                if self.claim:
+                if self.reopen is not None:
+                    run_id, epoch = self.reopen
+                    before = self.ledger.tracker.client.get_run(run_id)
+                    got = self.ledger.reopen(run_id, epoch, self.name, self.tags,
+                                             on_start=self._beat)
+                    if got is None:  # another process continued it, or it moved on
+                        self.claimed_by = self.ledger.tracker.client.get_run(run_id)
+                        return self
+                    self.reopened = before
+                elif self.claim:
                     self.run_id, self.claimed_by = self.ledger.claim(
                         self.name, self.tags, self.parent, on_start=self._beat,
                         since=self.since, params=params)
@@ -206,7 +238,8 @@ class TrackedRun:
             if self.ledger is not None and self.run_id is not None:
                 if exc is None:  # the metrics not yet sent go with the outcome: one request
                     pending, self._pending = self._pending, []
-                    self.ledger.close(self.run_id, self.outcome, metrics=pending)
+                    self.ledger.close(self.run_id, self.outcome, metrics=pending,
+                                      tags=self.close_tags)
                 else:
                     fault = diagnose(exc, self.ledger.tracker.uri)
                     try:
@@ -375,7 +408,8 @@ def _tags(tcfg: TrainConfig, job: HydraJob, tr, threads: int) -> dict[str, Any]:
 
 
 def _train(cfg: DictConfig, tcfg: TrainConfig, data, job: HydraJob, name: str,
-           tracked: TrackedRun, resume_state: dict[str, Any] | None, threads: int):
+           tracked: TrackedRun, resume_state: dict[str, Any] | None, threads: int,
+           stop_at: int | None = None):
     """:func:`mlp.train` with every epoch logged (and shown), checkpoints saved and logged."""
     bar = _progress(tcfg.epochs, enabled=cfg.get("progress", True) and not job.multirun,
                     desc=name)
@@ -407,7 +441,8 @@ def _train(cfg: DictConfig, tcfg: TrainConfig, data, job: HydraJob, name: str,
         ck_dir.mkdir(parents=True, exist_ok=True)
         return train(tcfg, callback=on_epoch, data=data, checkpoint_every=every,
                      on_checkpoint=on_checkpoint, resume=resume_state, threads=threads,
-                     log_every_steps=int(cfg.get("log_every_steps") or 0), on_steps=on_steps)
+                     log_every_steps=int(cfg.get("log_every_steps") or 0), on_steps=on_steps,
+                     stop_at=stop_at)
     finally:
         if bar is not None:
             bar.close()
@@ -463,6 +498,33 @@ def floor_epoch_s(sizes: tuple[int, ...], n: int, batch_size: int, dtype: str,
 
     with _blas().limit(limits=threads or 1, user_api="blas"):
         return MatmulFloor(list(sizes), n, batch_size, dtype).run(30)
+
+
+def _reopened(value: str | None) -> tuple[str, int] | None:
+    """``tracking.reopen`` ("<run id>@<epoch>", checked by mlp_sweeps.options) as a pair."""
+    if not value:
+        return None
+    run_id, epoch = value.split("@")
+    return run_id, int(epoch)
+
+
+def _checkpoint_of(ledger: Ledger, run_id: str, tcfg: TrainConfig) -> dict[str, Any]:
+    """The checkpoint a paused run left (its configuration checked)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = ledger.tracker.client.download_artifacts(run_id, "checkpoint/checkpoint.npz",
+                                                        tmp)
+        state = checkpoint.load(path)
+    checkpoint.check_matches(state, tcfg.to_dict())
+    return state
+
+
+def _rung_metrics(reopened, history: list[dict[str, Any]]) -> str:
+    """The ``rung_metrics`` tag: the paused run's, with this job's last epoch added."""
+    got = json.loads(reopened.data.tags.get(Tag.RUNG_METRICS, "{}")) if reopened else {}
+    if history:
+        last = history[-1]
+        got[str(last["epoch"])] = {k: last[k] for k in (*CURVES, *VAL_CURVES) if k in last}
+    return json.dumps(got, sort_keys=True)
 
 
 def _find_checkpoint(ledger: Ledger, tcfg: TrainConfig):

@@ -50,6 +50,10 @@ class TrackingConf:
     # set with it: a claim's FINISHED rivals are those started since (ms; 0: all of them)
     read_at: Optional[int] = None
     grid: Optional[List[str]] = None  # set by the sweeper: the study grids a job belongs to
+    # set by successive halving: the rung a job trains to, and the paused run it continues
+    # ("<run id>@<epoch it paused at>"), in which its epochs are recorded
+    rung: Optional[int] = None
+    reopen: Optional[str] = None
     # a RUNNING run without a heartbeat for this long is dead, on any host (see README)
     heartbeat_timeout_s: float = 60.0
 
@@ -68,6 +72,9 @@ class RunConf:
     # log the batch's train loss and accuracy every N training steps (0: never; the study's
     # dispfreq was 50), as metrics batch_train_loss / batch_train_acc at step = iteration
     log_every_steps: int = 0
+    # pause after this epoch (evaluated, checkpointed, status "paused"; null: train all
+    # epochs); set by successive halving (hydra.sweeper.scheduler=asha) for each rung
+    stop_at_epoch: Optional[int] = None
     tracking: TrackingConf = field(default_factory=TrackingConf)
 
 

@@ -170,6 +170,11 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
         self._artifact_uris.pop(run_id, None)
 
+    def reopen_run(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """A terminated run RUNNING again, with ``tags`` set first (its liveness)."""
+        self.set_tags(run_id, tags)
+        self.client.update_run(run_id, status="RUNNING")
+
     # logging ------------------------------------------------------------------------------
     def log_params(self, run_id: str, params: Mapping[str, Any],
                    tags: Mapping[str, Any] | None = None) -> None:
