@@ -372,7 +372,8 @@ class Ledger:
 
     def reopen(self, run_id: str, epoch: int, name: str, tags: Mapping[str, Any],
                on_start=None) -> Any:
-        """Continue the paused run ``run_id`` (checkpointed at ``epoch``) in this process:
+        """Continue the paused (or killed) run ``run_id``, from its checkpoint at ``epoch``,
+        in this process:
         the run, RUNNING again with ``tags`` (and ``on_start(run_id)`` called, e.g. to start
         its heartbeat), if this process won it; None if another process has it or it is no
         longer paused at ``epoch`` (promoted, or run on by another sweep, meanwhile).
@@ -392,7 +393,8 @@ class Ledger:
             if won is None:
                 return None
             run = self.tracker.client.get_run(run_id)
-            if run.info.status == RunStatus.RUNNING or outcome_of(run) not in HALTED \
+            if run.info.status == RunStatus.RUNNING \
+                    or outcome_of(run) not in (*HALTED, Outcome.KILLED.value) \
                     or run.data.tags.get(Tag.CHECKPOINT_EPOCH) != str(epoch):
                 return None
             n = int(run.data.tags.get(Tag.REOPENED, "0") or 0) + 1

@@ -86,6 +86,9 @@ SWEEPER: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": _int_at_least(0),
     "metric": _one_of(*RANKED),
     "mode": _one_of("max", "min", null_ok=True),
+    "scheduler": _one_of("none", "asha"),
+    "asha.eta": _int_at_least(2, null_ok=False),
+    "asha.min_epochs": _int_at_least(1, null_ok=False),
 }
 
 
@@ -108,8 +111,8 @@ def check_run(config) -> None:
 
 def check_sweeper(settings) -> None:
     """The sweeper's settings (``hydra.sweeper.*``), and what they need of each other."""
-    check({k: getattr(settings, k) for k in SWEEPER if hasattr(settings, k)}, SWEEPER,
-          "hydra.sweeper.")
+    check({k: getattr(settings, k) for k in {k.split(".")[0] for k in SWEEPER}
+           if hasattr(settings, k)}, SWEEPER, "hydra.sweeper.")
     sampler = getattr(settings, "sampler", "grid")
     if sampler != "grid":
         if getattr(settings, "n_trials", None) is None:

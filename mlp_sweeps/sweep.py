@@ -39,7 +39,7 @@ from . import liveness, parallelism, plan, progress, snapshot, workers
 from .errors import UserError
 from . import options
 from .faults import MachineFault, diagnose, first_line
-from .ledger import (CLAIMED, RESULTS, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, alive,
+from .ledger import (CLAIMED, HALTED, RESULTS, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, alive,
                      latest_by_config, outcome_of)
 from .store import resolve_uri
 
@@ -69,6 +69,8 @@ class Settings:
     seed: int = 0
     metric: str = "val_acc"
     mode: str | None = None
+    scheduler: str = "none"
+    asha: dict[str, Any] = field(default_factory=lambda: {"eta": 3, "min_epochs": 1})
 
 
 def run(settings: Settings, config: DictConfig, launcher: Any,
@@ -107,6 +109,7 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
                 "it needs tracking.enabled=true (random draws without it)")
         search.probes()
         jobs = search.first_jobs()
+    halver = _halver(settings, tracking, search, jobs) if settings.scheduler == "asha" else None
     log.info("Planned and validated %d jobs in %.2f s", len(jobs), time.perf_counter() - t0)
     warm = ledger = runs = None
     todo, done = list(jobs), []
@@ -132,6 +135,10 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
                 # rival if it finishes later (it was not seen finished or claimed by this read)
                 read_ms = int(time.time() * 1000)
                 todo, done, runs = resume(ledger, jobs, settings.rerun)
+                if halver is not None:  # every configuration not finished: the ladder's
+                    halver.ledger = ledger
+                    todo = [j for j in jobs if j.previous not in RESULTS or settings.rerun]
+                    done = [j for j in jobs if j not in todo]
                 if search is not None and search.adaptive:  # told the store's trials first
                     more = search.first_round(runs, _search_workers(config, settings, search))
                     t, d, _ = split(more, runs, settings.rerun, ledger.heartbeat_timeout_s)
@@ -143,13 +150,14 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
     n_workers = parallelism.launcher_workers(OmegaConf.select(config, "hydra.launcher"),
                                              len(todo))
     threads = parallelism.sweep_threads(config, len(todo))
-    est = progress.estimate_sweep(todo, n_workers, threads or config.get("blas_threads"), runs)
+    est = progress.estimate_sweep(todo, n_workers, threads or config.get("blas_threads"), runs) \
+        if halver is None else None  # (successive halving's budget is not estimated yet)
     if settings.dry_run:
         _list_plan(jobs, todo, done)
         return []
     # configurations held by live runs of other launchers: waited for, and run here if
     # their holder dies (unless left to them)
-    elsewhere = [j for j in done if j.previous == Outcome.RUNNING]
+    elsewhere = [j for j in done if j.previous == Outcome.RUNNING] if halver is None else []
     wait = ledger is not None and not settings.leave_to_others
     may_launch = bool(todo) or (wait and bool(elsewhere))
     if warm is not None:
@@ -196,9 +204,14 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
     others: dict[str, Any] = {}  # config hash -> the run of another launcher that has it
     status = RunStatus.KILLED
     try:
-        with progress.Progress(todo, ledger, parent, est, n_workers,
+        if halver is not None:  # its own progress line; every launcher shares the ladder
+            halver.run(launcher, n_workers, is_worker_loss, job_error)
+            outcome.update(halver.outcome)
+            halver.stop_paused()
+        with progress.Progress(todo if halver is None else [], ledger, parent, est, n_workers,
                                elsewhere=elsewhere if wait else ()) as prog:
-            launch_all(launcher, todo, outcome, ledger, parent, settings.max_batch_size)
+            if halver is None:
+                launch_all(launcher, todo, outcome, ledger, parent, settings.max_batch_size)
             while search is not None and search.adaptive:  # tpe: told, then the next round
                 new = search.next_round(ledger.runs(), n_workers)
                 if not new:
@@ -239,6 +252,10 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
             lines = faults.attempt(search_summary)
             if lines:
                 log.info("\n".join(lines))
+        if halver is not None and halver.ledger is not None:
+            lines = faults.attempt(halver.summary, n_workers)
+            if lines:
+                log.info("\n".join(lines))
         if todo or others:
             faults.attempt(progress.report, ledger, parent, time.perf_counter() - t0, est)
         if ledger is not None:
@@ -253,6 +270,24 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
             f"{', '.join(bad)} of {counts['planned']} jobs; the others are recorded (see "
             f"the summary above). Rerun the same command to run those again.")
     return [[r for r in outcome.values() if isinstance(r, JobReturn)]]
+
+
+def _halver(settings: Settings, tracking, search, jobs: list[plan.Job]):
+    """The ASHA scheduler of a sweep, its settings checked (before anything is recorded)."""
+    from .asha import Asha, InvalidSchedule
+
+    if not tracking.enabled:
+        raise InvalidSchedule("hydra.sweeper.scheduler=asha keeps its rungs, promotions and "
+                              "claims in the tracking store: it needs tracking.enabled=true")
+    if search is not None and search.adaptive:
+        raise InvalidSchedule("hydra.sweeper.scheduler=asha draws from a grid or "
+                              "hydra.sweeper.sampler=random; with tpe it is not built yet")
+    if not jobs:
+        raise InvalidSchedule("hydra.sweeper.scheduler=asha: no configuration to train")
+    options.check_ranked(settings.metric, jobs[0].config.data.val_size)
+    eta, min_epochs = settings.asha.get("eta", 3), settings.asha.get("min_epochs", 1)
+    return Asha(jobs, eta, min_epochs, settings.metric,
+                options.ranked_mode(settings.metric, settings.mode) == "max", None)
 
 
 def _search_workers(config: DictConfig, settings: Settings, search) -> int:
@@ -494,7 +529,7 @@ def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
     ``elsewhere``: configurations ended by other launchers; ``left``: left to live runs of
     other launchers, unfinished (``leave_to_others``). Logged."""
     others = others or {}
-    counts = dict.fromkeys((*COUNTS, "missing", "elsewhere", "left"), 0)
+    counts = dict.fromkeys((*COUNTS, "stopped", "missing", "elsewhere", "left"), 0)
     counts.update(planned=len(jobs), elsewhere=len(others),
                   skipped=sum(1 for j in done if j.previous != Outcome.RUNNING),
                   resumed=sum(1 for j in todo if j.previous))
@@ -526,8 +561,9 @@ def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
                     continue
                 else:
                     st = r.data.tags.get(Tag.STATUS, "?")
-                    key = st if st in (Outcome.FINISHED, Outcome.DIVERGED, Outcome.FAILED,
-                                       Outcome.KILLED) else Outcome.FAILED
+                    key = "stopped" if st in HALTED else st if st in (
+                        Outcome.FINISHED, Outcome.DIVERGED, Outcome.FAILED, Outcome.KILLED) \
+                        else Outcome.FAILED
                     tail = r.data.tags.get(Tag.ERROR, "").strip().splitlines()
                     why = f"{type(err).__name__}: {err}" if err is not None else (
                         tail[-1] if tail else "?")
@@ -542,7 +578,8 @@ def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
         counts[key] += 1
         if key in (Outcome.FAILED, Outcome.KILLED):
             lines.append(f"{key.upper()} {j.name}: {why}")
-    lines.insert(3, "  ".join(f"{k}: {counts[k]}" for k in COUNTS))
+    lines.insert(3, "  ".join(f"{k}: {counts[k]}" for k in COUNTS)
+                 + (f"  stopped at a rung: {counts['stopped']}" if counts["stopped"] else ""))
     not_run = sum(1 for j in todo if j.config_hash not in outcome and j.config_hash not in
                   others and j.previous != Outcome.RUNNING)
     if not_run:

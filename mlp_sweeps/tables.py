@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .ledger import RESULTS
+from .ledger import HALTED, RESULTS
 from .results import CONFIG_COLUMNS
 
 VALUES = ["train_loss", "test_loss", "train_acc", "test_acc", "time_s"]
@@ -44,7 +44,9 @@ def summarize(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame
                                      "epochs", "status"])  # the columns of a non-empty one
     keys = by or ["_all"]
     d = df.assign(_all="all") if not by else df
-    ok = d["status"].isin(RESULTS)
+    # results, and successive halving's runs stopped at a rung (their values there; the
+    # epochs column says how far they went)
+    ok = d["status"].isin((*RESULTS, *HALTED))
     g_all = d.groupby(keys, dropna=False, sort=False)
     g_ok = d[ok].groupby(keys, dropna=False, sort=False)
     mean = g_ok[VALUES].mean()

@@ -4,10 +4,18 @@
 outside ``sys.modules``, where dataclasses cannot resolve string annotations.)
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class AshaConf:
+    # a configuration goes on from a rung if it is in the top 1/eta of those ranked there
+    eta: int = 3
+    # the first rung; then min_epochs * eta^k, up to epochs (the last rung)
+    min_epochs: int = 1
 
 
 @dataclass
@@ -39,6 +47,10 @@ class MlpSweeperConf:
     metric: str = "val_acc"
     # max or min; null: max for an accuracy, min for a loss
     mode: Optional[str] = None
+    # none: every configuration trains all its epochs; asha: successive halving, paused
+    # configurations promoted from their checkpoints (see the docs, Adaptive sweeps)
+    scheduler: str = "none"
+    asha: AshaConf = field(default_factory=AshaConf)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="mlp", node=MlpSweeperConf,

@@ -19,13 +19,15 @@ from hydra_plugins.mlp_sweeps_sweeper.config import MlpSweeperConf  # noqa: F401
 class MlpSweeper(Sweeper):
     def __init__(self, params: Optional[Dict[str, str]] = None,
                  grids: Optional[Dict[str, Dict[str, Any]]] = None,
-                 only: Optional[List[str]] = None, **settings: Any):
+                 only: Optional[List[str]] = None, asha: Any = None, **settings: Any):
         from mlp_sweeps.sweep import Settings
 
-        plain = OmegaConf.to_container(OmegaConf.create({"p": params or {}, "g": grids or {}}))
+        plain = OmegaConf.to_container(OmegaConf.create({"p": params or {}, "g": grids or {},
+                                                         "a": asha or {}}))
         self.settings = Settings(params=dict(plain["p"]),
                                  grids={k: dict(v or {}) for k, v in plain["g"].items()},
-                                 only=list(only) if only else None, **settings)
+                                 only=list(only) if only else None, asha=dict(plain["a"]),
+                                 **settings)
         self.config: Optional[DictConfig] = None
         self.launcher = None
         self.hydra_context: Optional[HydraContext] = None
