@@ -241,6 +241,8 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
 
     with np.errstate(all="ignore"):  # overflow is detected as divergence, not warned about
         last = cfg.epochs if stop_at is None else stop_at
+        if first > last and last < cfg.epochs:  # resumed where it was to pause: paused there
+            status = "paused"
         for epoch in range(first, last + 1):
             t_epoch = clock()
             perm = shuffle_rng.permutation(n)

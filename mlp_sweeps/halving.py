@@ -76,7 +76,8 @@ class Trial:
 @dataclass(frozen=True)
 class Work:
     """A free worker's next job: train ``seed`` (of trial ``key``) to ``rung``, continuing
-    ``run_id`` from its checkpoint at ``epoch`` (None: a new run)."""
+    ``run_id`` from its checkpoint at ``epoch`` (0: from the start; a run killed before
+    its first checkpoint), None: a new run."""
 
     key: tuple
     seed: int
@@ -150,8 +151,7 @@ def next_work(trials: Mapping[tuple, Trial], ladder_epochs: Sequence[int], eta: 
             target = getattr(s, "target", None)
             if s.state == "idle" and target is not None and target > s.rung \
                     and (t.key, i, target) not in taken:
-                return Work(t.key, i, target, s.run.info.run_id if s.epoch else None,
-                            s.epoch)
+                return Work(t.key, i, target, s.run.info.run_id, s.epoch)
     for k in range(top_rung - 1, -1, -1):
         ranked = _rank(trials.values(), ladder_epochs[k], metric, maximize)
         for t in ranked[:len(ranked) // eta]:

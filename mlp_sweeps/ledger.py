@@ -86,6 +86,7 @@ class Tag(StrEnum):
     # JSON {epoch: {metric: value}}
     RUNG_METRICS = "rung_metrics"
     REOPENED = "reopened"  # how many times a paused run was continued (promoted)
+    PROMOTES = "promotes"  # on a claim to continue a paused run: that run's id
 
 
 class Claim(StrEnum):
@@ -153,18 +154,21 @@ def outcome_of(run) -> str:
 
 def _rank(run) -> tuple:
     order = {RunStatus.FINISHED: 2, RunStatus.RUNNING: 1}
+    if run.info.status != RunStatus.RUNNING and run.data.tags.get(Tag.CLAIM) == Claim.PENDING:
+        return -1, run.info.start_time or 0  # a claim that died undecided trained nothing
     return order.get(run.info.status, 0), run.info.start_time or 0
 
 
 def latest_by_config(runs: Iterable) -> dict[str, Any]:
     """config hash -> the run that counts for that configuration: a FINISHED run (finished
-    or diverged) over a RUNNING one over a failed or killed one, then the latest started.
+    or diverged) over a RUNNING one over a failed or killed one (over a claim that died
+    undecided, which trained nothing), then the latest started.
     Sweep parent runs and runs without a config hash are left out."""
     out: dict[str, Any] = {}
     for r in runs:
         h = r.data.tags.get(Tag.CONFIG_HASH)
-        if not h or r.data.tags.get(Tag.SWEEP) == SWEEP_PARENT:
-            continue
+        if not h or r.data.tags.get(Tag.SWEEP) == SWEEP_PARENT or Tag.PROMOTES in r.data.tags:
+            continue  # (a claim to continue a paused run is not a run of it)
         if h not in out or _rank(r) > _rank(out[h]):
             out[h] = r
     return out
@@ -293,6 +297,10 @@ class Ledger:
         """``runs``, with RUNNING ones whose heartbeat stopped marked KILLED (and re-read)."""
         out = []
         for r in runs:
+            if r.info.status == RunStatus.RUNNING and not self.is_alive(r) \
+                    and Tag.PROMOTES in r.data.tags:  # a dead claim: no trace left
+                self.tracker.client.delete_run(r.info.run_id)
+                continue
             if r.info.status == RunStatus.RUNNING and not self.is_alive(r):
                 why = why_dead(r, self.heartbeat_timeout_s)
                 self.mark_killed(r.info.run_id, why)
@@ -305,7 +313,8 @@ class Ledger:
     # claims -------------------------------------------------------------------------------
     def claim(self, name: str, tags: Mapping[str, Any], parent: str | None = None,
               on_start=None, since: int | None = None,
-              params: Mapping[str, Any] | None = None) -> tuple[str | None, Any]:
+              params: Mapping[str, Any] | None = None,
+              halted_rivals: bool = False) -> tuple[str | None, Any]:
         """Claim the configuration ``tags[config_hash]`` for a sweep's job: ``(run id,
         None)`` if this process is to train it, into that run (RUNNING, ``claim=won``, with
         ``params`` logged in the same request); ``(None, the run that has it)`` if another
@@ -326,7 +335,9 @@ class Ledger:
            store; without ``since``, ``parent``'s ``read_at`` tag, else its start) (an
            older result was either skipped by the sweep or is being rerun on purpose);
         3. lose if a rival is FINISHED, has ``claim=won`` (or no claim tag: a plain run
-           training it), or is an earlier claim (by start time, then run id);
+           training it), or is an earlier claim (by start time, then run id); with
+           ``halted_rivals`` (a successive halving job's first rung), a paused or stopped
+           run of the configuration is a rival that wins too (its first rung is done);
         4. otherwise, if the only rivals are later pending claims, wait for them to decide
            (they lose to this one, or won without seeing it), then read again; with no
            rival left, set ``claim=won``.
@@ -357,8 +368,9 @@ class Ledger:
             rivals = [r for r in runs if r.info.run_id != mine and (
                 r.info.status == RunStatus.RUNNING or (
                     r.info.status == RunStatus.FINISHED and since is not None
-                    and (r.info.start_time or 0) >= since))]
-            winner = next((r for r in rivals if r.info.status == RunStatus.FINISHED
+                    and (r.info.start_time or 0) >= since)
+                or (halted_rivals and outcome_of(r) in HALTED))]
+            winner = next((r for r in rivals if r.info.status != RunStatus.RUNNING
                            or r.data.tags.get(Tag.CLAIM, Claim.WON) == Claim.WON
                            or _order(r) < _order(me)), None)
             if winner is not None:
@@ -387,7 +399,8 @@ class Ledger:
         run = self.tracker.client.get_run(run_id)
         h = run.data.tags.get(Tag.CONFIG_HASH)
         holder: list = []
-        won, _ = self.claim(f"{name} (promotion)", {Tag.CONFIG_HASH: h, **liveness.here()},
+        won, _ = self.claim(f"{name} (promotion)", {Tag.CONFIG_HASH: h, Tag.PROMOTES: run_id,
+                                                     **liveness.here()},
                             on_start=lambda rid: holder.append(self.heartbeat(rid)))
         try:
             if won is None:
@@ -395,7 +408,7 @@ class Ledger:
             run = self.tracker.client.get_run(run_id)
             if run.info.status == RunStatus.RUNNING \
                     or outcome_of(run) not in (*HALTED, Outcome.KILLED.value) \
-                    or run.data.tags.get(Tag.CHECKPOINT_EPOCH) != str(epoch):
+                    or (run.data.tags.get(Tag.CHECKPOINT_EPOCH) or "0") != str(epoch):
                 return None
             n = int(run.data.tags.get(Tag.REOPENED, "0") or 0) + 1
             self.tracker.reopen_run(run_id, {**tags, Tag.REOPENED: n,

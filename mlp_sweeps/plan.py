@@ -75,8 +75,10 @@ def expand(overrides: Sequence[str], parser=None) -> list[list[str]]:
         elif o.is_discrete_sweep():
             choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
         else:
-            raise InvalidSweep(f"{o.input_line}: only choice sweeps (a,b,c) are supported, "
-                               f"not {o.value_type.name}")
+            raise InvalidSweep(f"{o.input_line}: an interval has no finite grid; a grid takes "
+                               f"lists (a,b,c), choice(...) and range(...); draw from an "
+                               f"interval with hydra.sweeper.sampler=random or tpe and "
+                               f"hydra.sweeper.n_trials=N")
     return [list(job) for job in itertools.product(*choices.values())]
 
 

@@ -99,10 +99,11 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             if ledger is None:
                 raise InvalidConfig("tracking.reopen continues a run of the store: it needs "
                                     "tracking.enabled=true")
-            resume_state = _checkpoint_of(ledger, reopen[0], tcfg)
+            resume_state = _checkpoint_of(ledger, reopen[0], tcfg) if reopen[1] else None
             for k in (Tag.OVERRIDES, Tag.CONFIG_HASH, Tag.GIT_COMMIT):
                 tags.pop(k, None)  # the run's own, from its first start
-        elif ledger is not None and cfg.get("resume", True):
+        elif ledger is not None and cfg.get("resume", True) and tr.get("rung") is None:
+            # (a successive halving job is new, or continues its own run: tracking.reopen)
             resume_state, source = _find_checkpoint(ledger, tcfg)
             if resume_state is not None:
                 tags.update({Tag.RESUMED_FROM: source, Tag.RESUMED_EPOCH: resume_state["epoch"]})
@@ -170,6 +171,7 @@ class TrackedRun:
         self.reopen = reopen  # (run id, epoch): continue that paused run (Ledger.reopen)
         self.reopened: Any = None  # the paused run as it was when continued
         self.close_tags: dict[str, Any] = {}  # set with the outcome
+        self.logged_through = 0  # epochs already in the store (a continued run)
         self.claim, self.since, self.params = claim, since, params or {}
         self.run_id: str | None = None
         self.claimed_by: Any = None  # the run that has this configuration (claim lost)
@@ -202,10 +204,14 @@ class TrackedRun:
                         self.claimed_by = self.ledger.tracker.client.get_run(run_id)
                         return self
                     self.reopened = before
+                    # epochs a killed run logged past its checkpoint: trained again, the same
+                    # bit for bit, not logged twice
+                    self.logged_through = int(before.data.metrics.get("epochs_completed", 0))
                 elif self.claim:
                     self.run_id, self.claimed_by = self.ledger.claim(
                         self.name, self.tags, self.parent, on_start=self._beat,
-                        since=self.since, params=params)
+                        since=self.since, params=params,
+                        halted_rivals=Tag.RUNG in self.tags)
                     if self.run_id is None:
                         self._stop_heartbeat()
                         return self
@@ -270,6 +276,8 @@ class TrackedRun:
         """One history record (``epoch`` and its metrics), at step = epoch, with
         ``epochs_completed`` (how far a running run is, for the sweep's progress line); sent
         with the others not yet sent every :data:`FLUSH_S` seconds, and at the end."""
+        if record["epoch"] <= self.logged_through:
+            return
         self._pending.append(({**{k: v for k, v in record.items() if k != "epoch"},
                                "epochs_completed": record["epoch"]}, record["epoch"]))
         if time.monotonic() - self._flushed >= FLUSH_S:

@@ -242,7 +242,8 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
         if ledger is not None:
             faults.attempt(_close_left_running, ledger, parent, outcome,
                            status == RunStatus.FINISHED, faults.first())
-        counts = faults.attempt(summarize, jobs, todo, done, outcome, ledger, parent, others)
+        counts = faults.attempt(summarize, jobs, todo, done, outcome, ledger, parent, others,
+                                halver is not None)
         if counts is None:  # the store cannot be read: from the launcher's returns
             counts = summarize(jobs, todo, done, outcome, None, parent, others)
         if search is not None and ledger is not None:
@@ -522,7 +523,7 @@ def job_error(ret: Any) -> BaseException | None:
 
 def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
               outcome: dict[str, Any], ledger: Ledger | None, parent: str | None,
-              others: dict[str, Any] | None = None) -> dict[str, int]:
+              others: dict[str, Any] | None = None, shared: bool = False) -> dict[str, int]:
     """Counts per outcome over the whole sweep, from the store when tracking (the truth),
     else from the launcher's returns: the jobs run here (``outcome``) and those another
     launcher's run ended (``others``); an integrity check of planned against recorded.
@@ -534,7 +535,10 @@ def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
                   skipped=sum(1 for j in done if j.previous != Outcome.RUNNING),
                   resumed=sum(1 for j in todo if j.previous))
     lines = ["", "Sweep summary", "-------------"]
-    latest = latest_by_config(ledger.runs(parent=parent)) if ledger is not None else {}
+    # shared (successive halving): a configuration's one run may be another launcher's,
+    # continued here
+    latest = latest_by_config(ledger.runs(parent=None if shared else parent)) \
+        if ledger is not None else {}
     for j in jobs:
         h = j.config_hash
         ret = outcome.get(h)

@@ -192,8 +192,25 @@ BAD = {
     "hydra.sweeper.max_batch_size=0": ["hydra.sweeper.max_batch_size=0", ">= 1"],
     # too large for the machine: refused before anything allocates it
     "hidden_size=100000000": ["hidden_size=100000000", "GiB of memory", "available"],
+    "data.val_size=60000": ["data.val_size=60000", "leaves no training data"],
+    # searches and successive halving (mlp_sweeps/samplers.py, mlp_sweeps/asha.py)
+    "hydra.sweeper.sampler=bayes": ["hydra.sweeper.sampler='bayes'", "grid, random, tpe"],
+    "hydra.sweeper.scheduler=hyperband": ["hydra.sweeper.scheduler='hyperband'", "none, asha"],
+    "hydra.sweeper.mode=up": ["hydra.sweeper.mode='up'", "max, min"],
+    "lr=interval(0.001,0.1)": ["interval", "no finite grid", "hydra.sweeper.sampler=random"],
+    "hydra.sweeper.sampler=random lr=interval(0.001,0.1)": ["n_trials"],
+    "hydra.sweeper.sampler=tpe hydra.sweeper.n_trials=2 lr=interval(0.001,0.1)":
+        ["val_acc", "data.val_size=0"],
+    "hydra.sweeper.sampler=random hydra.sweeper.n_trials=2 data.val_size=100 "
+    "lr=interval(0,0.1)": ["lr=0", "out of range"],
+    "hydra.sweeper.scheduler=asha lr=0.1,0.2": ["val_acc", "data.val_size=0"],
+    "hydra.sweeper.scheduler=asha hydra.sweeper.asha.eta=1 data.val_size=100 lr=0.1,0.2":
+        ["hydra.sweeper.asha.eta=1", ">= 2"],
+    "hydra.sweeper.scheduler=asha hydra.sweeper.asha.min_epochs=5 epochs=5 data.val_size=100 "
+    "lr=0.1,0.2": ["min_epochs=5", "epochs=5"],
 }
-SWEEPER_ONLY = {"hydra.sweeper.max_batch_size=0"}  # a single run has no sweeper
+# a single run has no sweeper
+SWEEPER_ONLY = {b for b in BAD if "hydra.sweeper." in b or "interval" in b}
 
 
 @pytest.mark.parametrize("bad,mode", [(b, m) for b in sorted(BAD) for m in ("-m", "single")
