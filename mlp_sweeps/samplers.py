@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from .space import NOT_IN_NAME, Space
+from .space import Space
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def trials(runs: Iterable, space: Space, metric: str, parser=None) -> dict[tuple
 
     out: dict[tuple, Trial] = {}
     for r in latest_by_config(runs).values():
-        params = space.trial_of(_job_overrides(r.data.tags.get(Tag.OVERRIDES, "")), parser)
+        params = space.trial_of(r.data.tags.get(Tag.OVERRIDES, "").split(), parser)
         if params is None:
             continue
         t = out.setdefault(key_of(params), Trial(params, [], 0, 0))
@@ -75,11 +75,6 @@ def trials(runs: Iterable, space: Space, metric: str, parser=None) -> dict[tuple
             if v is not None and math.isfinite(v):
                 t.values.append(float(v))
     return out
-
-
-def _job_overrides(text: str) -> list[str]:
-    """A run's ``overrides`` tag, less what a sweep adds at launch (tracking, threads...)."""
-    return [o for o in text.split() if not o.lstrip("+~").startswith(NOT_IN_NAME)]
 
 
 class Search:

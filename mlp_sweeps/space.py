@@ -62,6 +62,8 @@ class Space:
         fixed value, a missing or extra key, a value outside a distribution)."""
         got: dict[str, str] = {}
         for o in overrides:
+            if o.lstrip("+~").startswith(NOT_IN_NAME):  # what a sweep adds at launch
+                continue
             key, _, value = o.partition("=")
             got[key.lstrip("+~")] = value
         fixed = dict(o.partition("=")[::2] for o in self.fixed
