@@ -288,7 +288,8 @@ def _halver(settings: Settings, tracking, search, jobs: list[plan.Job]):
     options.check_ranked(settings.metric, jobs[0].config.data.val_size)
     eta, min_epochs = settings.asha.get("eta", 3), settings.asha.get("min_epochs", 1)
     return Asha(jobs, eta, min_epochs, settings.metric,
-                options.ranked_mode(settings.metric, settings.mode) == "max", None)
+                options.ranked_mode(settings.metric, settings.mode) == "max", None,
+                seed=settings.seed)
 
 
 def _search_workers(config: DictConfig, settings: Settings, search) -> int:

@@ -142,6 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-limit", type=int, default=5000)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_asha")
     args = ap.parse_args(argv)
+    import numpy  # noqa: F401  (its BLAS loaded, to be reported)
     from threadpoolctl import threadpool_info
 
     kernels = sorted({i.get("architecture") or "?" for i in threadpool_info()

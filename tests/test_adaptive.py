@@ -176,13 +176,16 @@ def test_asha_promotes_from_checkpoints_in_the_same_run_bit_for_bit(tmp_path):
     assert rc == 0, out
     jobs = _jobs(tmp_path, "asha")
     _check_ladder(tmp_path, jobs, 9)
-    # 9 at rung 0, 3 promoted to rung 1, 1 to rung 2: 9 + 3*2 + 1*6 = 21 epochs of 81
-    assert [r.data.tags["status"] for r in jobs].count("finished") == 1
-    assert "epochs trained: 21 of the full grid's 81 (25.9%)" in out
-    assert "rung 0 (  1 epochs):   9 configurations,   3 went on" in out
-    assert "rung 1 (  3 epochs):   3 configurations,   1 went on" in out
+    # synchronous halving would train 9 + 3*2 + 1*6 = 21 epochs of 81; asynchronous
+    # promotions depend on the order results arrive in: what the summary says is the store's
+    trained = sum(int(r.data.metrics["epochs_completed"]) for r in jobs)
+    assert 21 <= trained < 81
+    assert f"epochs trained: {trained} of the full grid's 81" in out
+    went_on = sum(int(r.data.metrics["epochs_completed"]) > 1 for r in jobs)
+    assert f"rung 0 (  1 epochs):   9 configurations, {went_on:>3} went on" in out
     assert "workers busy" in out and "Pareto front" in out
-    best = next(r for r in jobs if r.data.tags["status"] == "finished")
+    best = max((r for r in jobs if r.data.tags["status"] == "finished"),
+               key=lambda r: r.data.metrics["final_val_acc"])
     assert best.data.tags["reopened"] == "2"  # promoted twice, in its own run
     client = MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
     steps = [m.step for m in client.get_metric_history(best.info.run_id, "train_loss")]
