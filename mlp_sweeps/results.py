@@ -164,7 +164,10 @@ def frame(runs: Iterable, latest_per_config: bool = True) -> pd.DataFrame:
                "status": outcome_of(r), "config_hash": tags.get(Tag.CONFIG_HASH),
                "grid": tags.get(Tag.GRID, ""), "parent_run_id": tags.get(Tag.PARENT),
                "error": tags.get(Tag.ERROR, ""), "experiment_id": r.info.experiment_id,
-               "threads": _typed(tags.get(Tag.BLAS_THREADS), int)}
+               "threads": _typed(tags.get(Tag.BLAS_THREADS), int),
+               # successive halving: the rung it reached (with status paused, stopped,
+               # finished), or trains to (running)
+               "rung": _typed(tags.get(Tag.RUNG), int)}
         for key, (col, kind) in PARAMS.items():
             row[col] = _typed(r.data.params.get(key), kind)
         for key, col in METRICS.items():
@@ -172,7 +175,8 @@ def frame(runs: Iterable, latest_per_config: bool = True) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows, columns=["run_id", "run_name", "status", "mlflow_status",
                                      "start_time", "config_hash", "grid", "parent_run_id",
-                                     "error", "experiment_id", "threads", *CONFIG_COLUMNS,
+                                     "error", "experiment_id", "threads", "rung",
+                                     *CONFIG_COLUMNS,
                                      *METRICS.values()])
     return df.sort_values("start_time", kind="stable").reset_index(drop=True)
 
