@@ -264,6 +264,28 @@ class Asha:
         return lines
 
 
+    def figure(self, parent: str, folder) -> list:
+        """The ladder's figure (:func:`mlp_sweeps.figures.plot_ladder`: each configuration's
+        ranked-metric curve from the store, stopped ones faded), logged on the parent run."""
+        from pathlib import Path
+
+        from .figures import plot_ladder
+
+        client = self.ledger.tracker.client
+        curves = []
+        for t in self.read().values():
+            for s in t.seeds:
+                if s.run is None:
+                    continue
+                hist = client.get_metric_history(s.run.info.run_id, self.metric)
+                curves.append((self.name(t.key) + (f" {s.job.overrides[-1]}" if len(t.seeds) > 1
+                                                   else ""),
+                               [(m.step, m.value) for m in hist], s.state == "finished"))
+        path = plot_ladder(curves, self.ladder, self.metric, Path(folder) / "ladder.png")
+        self.ledger.tracker.log_artifacts(parent, [path])
+        return [path]
+
+
 def pareto(state, epoch: int, metric: str, maximize: bool) -> list[tuple]:
     """(trial, value, mean training time) of the trials at ``epoch`` that no other beats
     on both, fastest first."""

@@ -140,3 +140,32 @@ def plot_focal_loss(path: Path, gammas: Sequence[float] = (0, 0.5, 1, 2, 5), n_c
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path, formats)
+
+
+def plot_ladder(curves: Sequence[tuple[str, Sequence[tuple[int, float]], bool]],
+                rung_epochs: Sequence[int], metric: str, path: Path,
+                title: str | None = None) -> Path:
+    """Successive halving's ladder: each configuration's ``metric`` curve ``(label, [(epoch,
+    value)], reached the last rung)``, the stopped ones faded, the rungs as vertical lines
+    (log epoch axis: the rungs evenly spaced), the last rung's configurations labelled."""
+    fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
+    for e in rung_epochs:
+        ax.axvline(e, color="0.85", lw=0.8, zorder=0)
+    for label, points, top in sorted(curves, key=lambda c: c[2]):
+        if not points:
+            continue
+        ep, v = zip(*sorted(points))
+        ax.plot(ep, v, color="C0" if top else "0.6", alpha=1.0 if top else 0.35,
+                lw=1.8 if top else 0.9, marker="o" if top else ".", ms=3,
+                label=label if top else None)
+    ax.set_xscale("log")
+    ax.set_xticks(list(rung_epochs))
+    ax.set_xticklabels([str(e) for e in rung_epochs])
+    ax.set_xlabel("epoch (rungs marked)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3, axis="y")
+    if any(c[2] for c in curves):
+        ax.legend(fontsize=7, loc="lower right", title="to the last rung")
+    ax.set_title(title or f"Successive halving: {metric} of each configuration "
+                          f"(stopped ones faded)")
+    return _save(fig, path)[0]

@@ -257,6 +257,10 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
             lines = faults.attempt(halver.summary, n_workers)
             if lines:
                 log.info("\n".join(lines))
+            if parent is not None and status == RunStatus.FINISHED:
+                files = faults.attempt(halver.figure, parent, config.hydra.sweep.dir)
+                if files:
+                    log.info("Logged the ladder's figure %s on the parent run", files[0])
         if todo or others:
             faults.attempt(progress.report, ledger, parent, time.perf_counter() - t0, est)
         if ledger is not None:

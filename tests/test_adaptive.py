@@ -184,6 +184,7 @@ def test_asha_promotes_from_checkpoints_in_the_same_run_bit_for_bit(tmp_path):
     went_on = sum(int(r.data.metrics["epochs_completed"]) > 1 for r in jobs)
     assert f"rung 0 (  1 epochs):   9 configurations, {went_on:>3} went on" in out
     assert "workers busy" in out and "Pareto front" in out
+    assert "Logged the ladder's figure" in out and (tmp_path / "out" / "ladder.png").stat().st_size
     best = max((r for r in jobs if r.data.tags["status"] == "finished"),
                key=lambda r: r.data.metrics["final_val_acc"])
     assert best.data.tags["reopened"] == "2"  # promoted twice, in its own run
