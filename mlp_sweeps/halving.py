@@ -120,7 +120,8 @@ def read(trials: Mapping[tuple, Sequence[Any]], latest: Mapping[str, Any],
                     s.state = "idle"
                     s.epoch = int(ck) if ck else 0
                     s.rung = ladder_epochs.index(s.epoch) if s.epoch in ladder_epochs else -1
-                elif st == Outcome.KILLED:  # in flight when it died: to its rung again
+                elif st != Outcome.FAILED:  # killed in flight (or its end not recorded):
+                    # continued to its rung from its checkpoint
                     s.state, s.epoch = "idle", int(ck) if ck else 0
                     reached = [i for i, e in enumerate(ladder_epochs) if e in s.values]
                     s.rung = max(reached, default=-1)

@@ -411,8 +411,10 @@ class Ledger:
                     or (run.data.tags.get(Tag.CHECKPOINT_EPOCH) or "0") != str(epoch):
                 return None
             n = int(run.data.tags.get(Tag.REOPENED, "0") or 0) + 1
-            self.tracker.reopen_run(run_id, {**tags, Tag.REOPENED: n,
-                                             Tag.HEARTBEAT: f"{time.time():.3f}"})
+            live = {k: v for k, v in tags.items() if k != Tag.STATUS}
+            self.tracker.reopen_run(run_id, {**live, Tag.REOPENED: n,
+                                             Tag.HEARTBEAT: f"{time.time():.3f}"},
+                                    {Tag.STATUS: Outcome.RUNNING})
             if on_start is not None:
                 on_start(run_id)
             return self.tracker.client.get_run(run_id)

@@ -222,7 +222,7 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
                 jobs, todo, done = jobs + new, todo + t, done + d
                 prog.add(t)
                 launch_all(launcher, t, outcome, ledger, parent, settings.max_batch_size)
-            if ledger is not None:
+            if ledger is not None and halver is None:  # (asha: the ladder waits for them)
                 elsewhere += _claimed_elsewhere(todo, outcome)
                 if elsewhere and wait:
                     prog.elsewhere.update(j.config_hash for j in elsewhere)

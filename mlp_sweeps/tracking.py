@@ -170,10 +170,14 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
         self._artifact_uris.pop(run_id, None)
 
-    def reopen_run(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        """A terminated run RUNNING again, with ``tags`` set first (its liveness)."""
+    def reopen_run(self, run_id: str, tags: Mapping[str, Any], last: Mapping[str, Any]) -> None:
+        """A terminated run RUNNING again: ``tags`` first (its liveness), then the status,
+        then ``last`` (its outcome tag): a process that dies between two of these writes
+        leaves the run as it was (terminated) or RUNNING with the dead process's liveness
+        (found dead by the next reader), never terminated with a running outcome."""
         self.set_tags(run_id, tags)
         self.client.update_run(run_id, status="RUNNING")
+        self.set_tags(run_id, last)
 
     # logging ------------------------------------------------------------------------------
     def log_params(self, run_id: str, params: Mapping[str, Any],
