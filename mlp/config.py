@@ -27,11 +27,14 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    name: str = "mnist"
-    root: str | None = None  # None: the dataset's default folder
+    name: str = "mnist"  # the dataset (mlp.data.DATASETS)
+    # the folder with its four IDX files (gzip or raw); null: the dataset's own (MNIST:
+    # data/mnist in the project; Fashion-MNIST: /usr/share/datasets/fashion-mnist)
+    root: str | None = None
+    # the pixels' scaling: study ((x - 128) / 255), unit (x / 255), none
     normalize: str = "study"
-    train_limit: int | None = None
-    test_limit: int | None = None
+    train_limit: int | None = None  # use only the first N training examples (null: all)
+    test_limit: int | None = None  # use only the first N test examples (null: all)
     # examples held out of the training set (its last ones: the same for every configuration
     # and seed), evaluated like the test set as val_loss / val_acc; 0: none (the study's data)
     val_size: int = 0
@@ -43,23 +46,29 @@ class TrainConfig:
     loss: str = "cross_entropy"
     # reduction (None: the study's for that loss) and the loss's own parameters
     loss_params: dict[str, Any] = field(default_factory=dict)
-    depth: int = 1
-    hidden_size: int = 784
+    depth: int = 1  # number of hidden layers (0: a linear model)
+    hidden_size: int = 784  # width of each hidden layer
+    # probability of zeroing a hidden unit in training, inverted dropout (PyTorch's meaning:
+    # the study's "keep 0.8" is 0.2)
     dropout: float = 0.0
+    # the weights' initialisation: normal (N(0, 0.01^2), the study's), he, xavier; biases 0
     init: str = "normal"
-    lr: float = 1e-4
+    lr: float = 1e-4  # learning rate
+    # SGD's momentum: v <- momentum v + (g + weight_decay p); p <- p - lr v
     momentum: float = 0.9
+    # L2 decay added to every gradient (biases included), for every optimizer
     weight_decay: float = 1e-3
     # the update rule (mlp.optim's registry) and its own settings (Adam: beta1, beta2, eps);
     # lr, momentum (SGD's) and weight_decay above are shared. Left out of to_dict() at their
     # defaults, so SGD configurations keep the identity (config hash) they had before.
     optimizer: str = "sgd"
     optimizer_params: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 100
-    epochs: int = 100
-    test_every: int = 5
+    batch_size: int = 100  # examples per step (the last batch of an epoch may be smaller)
+    epochs: int = 100  # passes over the training set
+    test_every: int = 5  # evaluate on the test (and validation) set every N epochs, and last
+    # the seed of the initialisation, the shuffling and the dropout masks
     seed: int = 0
-    dtype: str = "float32"
+    dtype: str = "float32"  # float32 or float64 (gradient checks)
     data: DataConfig = field(default_factory=DataConfig)
 
     @classmethod

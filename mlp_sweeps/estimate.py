@@ -64,7 +64,7 @@ __all__ = ["Gemm", "Hidden", "Update", "Step", "Work", "work", "data_sizes", "tr
 MEASURE_ROWS = 256  # larger batches are timed at this many rows and scaled linearly
 UPDATE_PASSES = 15  # array reads + writes of one SGD step per parameter (mlp/optim.py)
 
-# Measured on the project's 2-core machine (scripts/bench_eta.py; see the README).
+# Measured on the project's 2-core machine (scripts/bench_eta.py; see docs/performance.md).
 JOB_OVERHEAD_S = 0.15  # per job beyond train_time_s: Hydra's set-up, dispatch, its MLflow run
 EFFICIENCY_STEPS = 33  # the run's floor_epoch_s measurement after training (3 + 30 batches)
 SWEEP_OVERHEAD_S = 6.0  # per sweep: start-up, planning, workers, Hydra per job, summary, report

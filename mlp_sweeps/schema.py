@@ -41,20 +41,23 @@ class ActivationConf:
 
 @dataclass
 class TrackingConf:
-    enabled: bool = True
-    # null: $MLFLOW_TRACKING_URI if set, else sqlite:///<project>/mlruns/mlflow.db
+    enabled: bool = True  # record the run in MLflow (false: train only, nothing recorded)
+    # the MLflow store or server (sqlite:///..., http://HOST:PORT, postgresql://...); null:
+    # $MLFLOW_TRACKING_URI if set, else sqlite:///<project>/mlruns/mlflow.db
     uri: Optional[str] = None
-    experiment: str = "mlp-sweeps"
+    experiment: str = "mlp-sweeps"  # the MLflow experiment; each sweep file sets its own
     run_name: Optional[str] = None  # null: from the overrides, e.g. "activation=gelu,loss=hinge"
     parent_run_id: Optional[str] = None  # set by the sweeper for each job of a multirun
-    # set with it: a claim's FINISHED rivals are those started since (ms; 0: all of them)
+    # set by the sweeper with the parent run: a claim's FINISHED rivals are the runs started
+    # since (ms since the epoch; 0: all of them)
     read_at: Optional[int] = None
     grid: Optional[List[str]] = None  # set by the sweeper: the study grids a job belongs to
-    # set by successive halving: the rung a job trains to, and the paused run it continues
-    # ("<run id>@<epoch it paused at>"), in which its epochs are recorded
-    rung: Optional[int] = None
+    rung: Optional[int] = None  # set by successive halving: the rung a job trains to
+    # set by successive halving: the paused run a job continues ("<run id>@<epoch it paused
+    # at>"), in which its epochs are recorded
     reopen: Optional[str] = None
-    # a RUNNING run without a heartbeat for this long is dead, on any host (see README)
+    # a RUNNING run without a heartbeat for this long is dead, on any host (its configuration
+    # is taken over by the next launcher; see Resuming, crashes and bad input)
     heartbeat_timeout_s: float = 60.0
 
 

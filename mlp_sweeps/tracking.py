@@ -62,8 +62,8 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                 r.read()
         except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
             raise TrackingError(
-                f"tracking server {uri} is not reachable ({e}); start it (see README "
-                f"'Scaling out'), fix tracking.uri / MLFLOW_TRACKING_URI, or run with "
+                f"tracking server {uri} is not reachable ({e}); start it (see "
+                f"docs/scaling.md), fix tracking.uri / MLFLOW_TRACKING_URI, or run with "
                 f"tracking.enabled=false") from None
     elif scheme == "sqlite":
         db = Path(uri[len("sqlite:///"):])

@@ -22,7 +22,8 @@ from hydra.test_utils.launcher_common_tests import (  # noqa: E402
     LauncherTestSuite,
 )
 
-pytestmark = pytest.mark.slow
+# one Ray cluster at a time on this machine (pytest-xdist: the same worker, in turn)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 IP = "127.0.0.4"  # a loopback address of its own (Ray replaces 127.0.0.1 by the host's)
 
 

@@ -18,7 +18,8 @@ from mlflow.tracking import MlflowClient
 from slurm_cluster import slurm_cluster  # noqa: F401  (the session's cluster)
 from polling import wait_for
 
-pytestmark = pytest.mark.slow
+# one SLURM cluster per session (a session fixture): its tests on one pytest-xdist worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 ROOT = Path(__file__).resolve().parent.parent
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=cpu",

@@ -49,7 +49,7 @@ def check_reachable(address: str, timeout: float) -> None:
     unless a Ray head answers at ``address``. ``ray.init`` itself retries for minutes on a
     closed port, and forever on a port that is open but is not a Ray GCS."""
     host, port = _host_port(address)
-    hint = (f"start the head (`ray start --head --port={port}`, README 'Scaling out'), fix "
+    hint = (f"start the head (`ray start --head --port={port}`, docs/scaling.md), fix "
             f"hydra.launcher.address, or use hydra/launcher=joblib.")
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -71,8 +71,7 @@ def check_reachable(address: str, timeout: float) -> None:
     if r.returncode != 0:  # a Ray head, but: another Ray version, a missing token, ...
         lines = [ln for ln in (r.stderr + r.stdout).strip().splitlines() if ln.strip()]
         why = lines[-1] if lines else f"exit status {r.returncode}"
-        raise RayUnavailable(f"Ray cluster at {address} cannot be used: {why}\n(README "
-                             f"'Scaling out'.)")
+        raise RayUnavailable(f"Ray cluster at {address} cannot be used: {why}\n(docs/scaling.md.)")
 
 
 def connect(launcher) -> None:
@@ -108,7 +107,7 @@ def connect(launcher) -> None:
             and not uri.startswith(("http://", "https://", "postgresql", "mysql")):
         log.warning("The cluster has several machines but tracking.uri is %s: each machine "
                     "would record into its own local store. Use a tracking server "
-                    "(tracking.uri=http://HOST:PORT, README 'Scaling out').",
+                    "(tracking.uri=http://HOST:PORT, docs/scaling.md).",
                     uri or "the project's local SQLite store")
 
 

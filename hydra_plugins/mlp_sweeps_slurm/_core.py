@@ -205,7 +205,7 @@ def check_request(launcher) -> None:
     accepts a job with the sweep's options (partition, CPUs, memory, time limit, ...)."""
     executor = _executor(launcher)
     script = executor._executor._make_submission_file_text("true", "test-only")
-    hint = "Nothing was run or recorded (README 'Scaling out': SLURM)."
+    hint = "Nothing was run or recorded (docs/scaling.md: SLURM)."
     with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="mlp-sweeps-") as f:
         f.write(script)
         f.flush()

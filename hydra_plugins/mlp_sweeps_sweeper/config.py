@@ -21,6 +21,7 @@ class AshaConf:
 @dataclass
 class MlpSweeperConf:
     _target_: str = "hydra_plugins.mlp_sweeps_sweeper.mlp_sweeper.MlpSweeper"
+    # launch at most this many jobs per launcher call (null: all that are ready at once)
     max_batch_size: Optional[int] = None
     # one grid: key -> comma-separated values (Hydra's sweep syntax)
     params: Optional[Dict[str, str]] = None
