@@ -25,13 +25,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .files import PROJECT_ROOT, atomic_write
 
 __all__ = ["DATASETS", "NORMALIZATIONS", "Dataset", "DataError", "load", "default_cache_dir",
-           "n_classes"]
+           "n_classes", "split_sizes", "data_sizes"]
 
 _PARTS = ("train-images", "train-labels", "t10k-images", "t10k-labels")
 _KIND = {"images": "idx3", "labels": "idx1"}
@@ -114,6 +115,16 @@ def split_sizes(name: str, train_limit: int | None = None, test_limit: int | Non
     rest = n_train - val_size
     return (min(rest, train_limit) if train_limit else rest,
             min(n_test, test_limit) if test_limit else n_test, val_size)
+
+
+def data_sizes(data: Any) -> tuple[int, int, int, int]:
+    """(training examples, test examples, features, classes) that data settings ``data`` (a
+    :class:`mlp.config.DataConfig`: ``name``, ``train_limit``, ``test_limit``, ``val_size``)
+    select, known before loading anything: what the cost model, the memory check and the
+    tracked dataset input count."""
+    n_train, n_test, _ = split_sizes(data.name, data.train_limit, data.test_limit,
+                                     data.val_size)
+    return n_train, n_test, DATASETS[data.name]["features"], DATASETS[data.name]["classes"]
 
 
 def n_classes(name: str) -> int:

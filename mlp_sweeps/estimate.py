@@ -48,13 +48,13 @@ from typing import TYPE_CHECKING, Iterable, NamedTuple, Sequence
 import numpy as np
 
 from mlp import TrainConfig
-from mlp.data import DATASETS, split_sizes
+from mlp.data import data_sizes
 from mlp.train import EVAL_BATCH
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Gemm", "Hidden", "Update", "Step", "Work", "work", "data_sizes", "train_gemms",
+__all__ = ["Gemm", "Hidden", "Update", "Step", "Work", "work", "train_gemms",
            "Rates", "machine_key", "measure", "timed_as", "Load", "probe_load", "fair_share",
            "nice_weight", "runnable_threads", "Ratio", "ratio", "past_ratios", "cpu_share",
            "RatioIndex", "shape", "schedule", "JobEstimate", "Estimate", "for_jobs",
@@ -163,13 +163,6 @@ class Work:
                    for k, c in self.counts.items() if isinstance(k, Update))
 
 
-def data_sizes(cfg: TrainConfig) -> tuple[int, int, int, int]:
-    """(train examples, test examples, features, classes) a configuration trains on."""
-    d = cfg.data
-    n_train, n_test, _ = split_sizes(d.name, d.train_limit, d.test_limit, d.val_size)
-    return n_train, n_test, DATASETS[d.name]["features"], DATASETS[d.name]["classes"]
-
-
 def evaluations(epochs: int, test_every: int) -> int:
     """Test evaluations of a run: every ``test_every`` epochs and after the last."""
     return epochs // test_every + (epochs % test_every != 0)
@@ -199,7 +192,7 @@ def train_gemms(sizes: Sequence[int], b: int, dtype: str) -> list[Gemm]:
 def work(cfg: TrainConfig) -> Work:
     """The kernels of a whole run of ``cfg`` (all its epochs and evaluations) and their
     counts. Pure: no data is loaded."""
-    n_train, n_test, feat, classes = data_sizes(cfg)
+    n_train, n_test, feat, classes = data_sizes(cfg.data)
     sizes = (feat,) + (cfg.hidden_size,) * cfg.depth + (classes,)
     counts: dict[Kernel, float] = {}
     steps = 0
@@ -852,7 +845,7 @@ def cpu_share(run) -> float:
 
 def shape(cfg: TrainConfig) -> tuple:
     """What makes runs similar: layer sizes, batch size, dtype, training examples."""
-    n_train, _, feat, classes = data_sizes(cfg)
+    n_train, _, feat, classes = data_sizes(cfg.data)
     return ((feat,) + (cfg.hidden_size,) * cfg.depth + (classes,), cfg.batch_size, cfg.dtype,
             n_train)
 
@@ -1006,15 +999,6 @@ def _secs(s: float) -> str:
     return f"{s:.0f}" if s >= 10 else f"{s:.1f}"
 
 
-def _hash(cfg: TrainConfig) -> str:
-    own = getattr(cfg, "config_hash", None)
-    if callable(own):
-        return own()
-    from .run import config_hash
-
-    return config_hash(cfg)
-
-
 def for_jobs(configs: Sequence[TrainConfig], n_jobs: int, runs: pd.DataFrame | None = None,
              *, names: Sequence[str] | None = None, hashes: Sequence[str] | None = None,
              threads: int | None = None, load: Load | None | bool = True,
@@ -1054,7 +1038,7 @@ def for_jobs(configs: Sequence[TrainConfig], n_jobs: int, runs: pd.DataFrame | N
     index = RatioIndex(past) if past is not None else None
     jobs = []
     for i, (cfg, w) in enumerate(zip(configs, works)):
-        h = hashes[i] if hashes is not None else _hash(cfg)
+        h = hashes[i] if hashes is not None else cfg.config_hash()
         floor = rates.floor(w)
         # after training, the run measures its floor_epoch_s: EFFICIENCY_STEPS full steps
         step = sum(rates.time(k)

@@ -9,7 +9,9 @@
   sweep naming the job, :class:`InvalidSweep`), its data verified once per dataset;
 - jobs that train the same configuration (:meth:`mlp.TrainConfig.config_hash`) are merged
   into one that belongs to each of their grids;
-- launched longest first (:func:`longest_first`).
+- launched longest first (:func:`longest_first`): by the sweep's estimate of each job when
+  there is one (:mod:`mlp_sweeps.estimate`, so the wall time it prints is for the order the
+  jobs are launched in), else by the same work model's matrix-product flops (:func:`cost`).
 
 Pure: composing a job's config is a function passed in (Hydra's config loader in a sweep,
 ``hydra.compose`` in tests); nothing here launches, tracks or writes.
@@ -26,11 +28,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from omegaconf import OmegaConf
 
 from mlp import ConfigError, TrainConfig
-from mlp.data import DataError
+from mlp.data import DataError, data_sizes
 from mlp.train import load_data
 
 from . import options
-from .estimate import data_sizes
 from .errors import UserError
 from .job_config import structural as _structural
 
@@ -119,7 +120,7 @@ def validate(planned: Iterable[tuple[list[str], list[str]]],
                 if OmegaConf.is_config(cfg) else cfg
             tcfg = TrainConfig.from_dict(container).validate()
             options.check_run(container)  # the run's, tracking's, checkpointing's options
-            options.check_memory(tcfg, *data_sizes(tcfg)[2:])
+            options.check_memory(tcfg, *data_sizes(tcfg.data)[2:])
         except (ConfigError, ValueError) as e:
             raise InvalidSweep(f"job {job}: {e}") from None
         d = tcfg.data
@@ -277,11 +278,12 @@ def _copy(x):
 
 
 def cost(tcfg: TrainConfig) -> float:
-    """Rough training cost: epochs x weights touched per sample, plus per-step overhead
-    (which makes small batches slow)."""
-    h, d = tcfg.hidden_size, tcfg.depth
-    weights = 784 * h + (d - 1) * h * h + h * 10 if d else 7840
-    return tcfg.epochs * (weights + 20000 / tcfg.batch_size * 100)
+    """A job's cost before this machine's rates are known: the flops of its matrix products,
+    training and evaluation, from the estimate's work model and the real data sizes. The
+    sweep replaces it by the estimate's run time (:func:`mlp_sweeps.estimate.for_jobs`)."""
+    from .estimate import work
+
+    return work(tcfg).flops
 
 
 def longest_first(jobs: Iterable[Job]) -> list[Job]:

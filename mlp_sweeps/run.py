@@ -316,10 +316,10 @@ def dataset_input(tcfg: TrainConfig) -> tuple[str, str, str, dict[str, Any]]:
 
     from mlp.data import DATASETS
 
-    from .estimate import data_sizes
+    from mlp.data import data_sizes
 
     d = tcfg.data
-    n_train, n_test, feat, classes = data_sizes(tcfg)
+    n_train, n_test, feat, classes = data_sizes(tcfg.data)
     files = sorted(DATASETS[d.name]["sha256"].items())
     digest = hashlib.sha256(repr((files, d.normalize, n_train, n_test)).encode()).hexdigest()
     return d.name, digest[:16], str(d.root or DATASETS[d.name]["root"]), {

@@ -197,6 +197,10 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
         log.info("Skipping %d jobs already finished in experiment %r "
                  "(hydra.sweeper.rerun=true runs them again)", len(finished), tracking.experiment)
 
+    if est is not None:  # one cost model: jobs launched in the order the estimate timed
+        job_s = {e.config_hash: e.job_s for e in est.jobs}
+        for j in todo:
+            j.cost = job_s[j.config_hash]
     todo = plan.longest_first(todo)
     if est is not None:
         workers.batch_short_jobs(launcher, [j.run_s for j in est.jobs], n_workers)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mlp import TrainConfig
+from mlp.data import data_sizes
 from mlp_sweeps import estimate as E
 
 F32 = "float32"
@@ -61,7 +62,7 @@ def test_work_follows_depth_dropout_and_evaluations():
     assert train_hidden == {E.Hidden("relu", True, 3, 4, True, "float64"): 2 * 2 * 12,
                             E.Hidden("relu", True, 1, 4, True, "float64"): 2 * 12}
     assert E.evaluations(10, 5) == 2 and E.evaluations(3, 5) == 1 and E.evaluations(1, 1) == 1
-    assert E.data_sizes(TrainConfig()) == (60_000, 10_000, 784, 10)
+    assert data_sizes(TrainConfig().data) == (60_000, 10_000, 784, 10)
 
 
 def test_large_batches_are_timed_at_fewer_rows_and_scaled():
@@ -387,3 +388,14 @@ def test_rates_of_several_threads_are_measured_split_and_kept_apart(tmp_path):
     for k in kernels:  # real measurements, through a team of 2 threads
         assert 0 < two.time(k) < 1
     assert json.loads((tmp_path / "rates.json").read_text()).keys() == {two.machine}
+
+
+def test_the_launch_cost_counts_the_data_a_job_trains_on():
+    """plan.cost is the work model's flops: a wide network on 1,000 examples costs less than
+    a narrow one on all 60,000 (the old rule, weights x epochs, ranked them the other way)."""
+    from mlp_sweeps.plan import cost
+
+    small_data = TrainConfig(hidden_size=784, epochs=1, data={"train_limit": 1000})
+    full_data = TrainConfig(hidden_size=256, epochs=1)
+    assert cost(full_data) > 2 * cost(small_data)
+    assert cost(TrainConfig(epochs=2)) == pytest.approx(2 * cost(TrainConfig(epochs=1)), rel=0.2)
