@@ -39,7 +39,6 @@ import heapq
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,9 @@ import numpy as np
 
 from mlp import TrainConfig
 from mlp.data import data_sizes
+from mlp.files import atomic_write
+
+from .ledger import RESULTS
 from mlp.train import EVAL_BATCH
 
 if TYPE_CHECKING:
@@ -464,7 +466,8 @@ class Rates:
             self.seconds = cached
             if lock is not None:
                 data[self.machine] = cached
-                _atomic_write(self.path, json.dumps(data, indent=0, sort_keys=True))
+                with atomic_write(self.path, "w") as f:
+                    f.write(json.dumps(data, indent=0, sort_keys=True))
         finally:
             if lock is not None:
                 lock.release()
@@ -482,17 +485,6 @@ class Rates:
 
     def known(self, k: Kernel) -> bool:
         return key(timed_as(k)[0]) in self.seconds
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 @dataclass(frozen=True)
@@ -801,7 +793,7 @@ def past_ratios(runs: pd.DataFrame | None, rates: Rates,
 
     if runs is None or runs.empty:
         return None
-    df = runs[runs["status"].isin(["finished", "diverged"]) & runs["time_s"].notna()
+    df = runs[runs["status"].isin(RESULTS) & runs["time_s"].notna()
               & (runs["epochs_done"] > 0)]
     if "host" in df.columns:
         import socket

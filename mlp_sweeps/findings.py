@@ -475,7 +475,6 @@ FINDINGS: tuple[Finding, ...] = (
             "gap by about 0.5 points.", ("dropout",), judge_dropout, factor="dropout"),
 )
 
-COMPLETED = RESULTS  # runs whose results count (divergence is a result)
 
 
 def in_grids(runs: pd.DataFrame, grids: Sequence[str]) -> pd.Series:
@@ -487,7 +486,7 @@ def runs_for(finding: Finding, runs: pd.DataFrame) -> pd.DataFrame:
     """The completed runs a finding rests on: its grids, its restriction."""
     if not finding.grids or runs.empty:
         return runs.iloc[0:0]
-    sel = runs[in_grids(runs, finding.grids) & runs["status"].isin(COMPLETED)]
+    sel = runs[in_grids(runs, finding.grids) & runs["status"].isin(RESULTS)]
     for k, v in finding.where.items():
         sel = sel[sel[k] == v]
     return sel

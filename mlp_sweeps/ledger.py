@@ -141,6 +141,9 @@ CLOSED_AS = {Outcome.FINISHED: RunStatus.FINISHED, Outcome.DIVERGED: RunStatus.F
              Outcome.PAUSED: RunStatus.KILLED, Outcome.STOPPED: RunStatus.KILLED}
 #: outcomes of a run that trained to a rung and may be continued
 HALTED = (Outcome.PAUSED.value, Outcome.STOPPED.value)
+#: outcomes of a run that is over (not running), and of those that came to nothing
+ENDED = tuple(o.value for o in Outcome if o is not Outcome.RUNNING)
+LOST = (Outcome.FAILED.value, Outcome.KILLED.value)
 ERROR_CHARS = 5000  # the tail of a traceback kept in the error tag
 
 

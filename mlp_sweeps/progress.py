@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 POLL_S = 2.0  # the store is read this often while the sweep runs
 PLAIN_EVERY_S = 30.0  # a plain progress line this often when the output is not a terminal
-ENDED = ("finished", "diverged", "failed", "killed", "paused", "stopped")
-FAILED = ("failed", "killed")
 NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
 
 
@@ -129,7 +127,7 @@ class Progress:
     # the numbers -------------------------------------------------------------------------
     def poll(self) -> dict[str, Any]:
         """Counts, elapsed and ETA from the store now."""
-        from .ledger import latest_by_config, outcome_of
+        from .ledger import ENDED, LOST, latest_by_config, outcome_of
 
         latest = latest_by_config(self.ledger.runs(parent=self.parent))
         elsewhere = set(self.elsewhere)
@@ -143,9 +141,9 @@ class Progress:
             st = outcome_of(r) if r is not None else None
             if st in ENDED:
                 counts["done"] += 1
-                counts["failed"] += st in FAILED
+                counts["failed"] += st in LOST
                 t = r.data.metrics.get("train_time_s")
-                if st not in FAILED and t is not None and run_s:
+                if st not in LOST and t is not None and run_s:
                     real, predicted = real + t, predicted + run_s
             elif st == "running":
                 counts["elsewhere" if h in elsewhere else "running"] += 1
@@ -296,7 +294,7 @@ def report(ledger: Ledger | None, parent: str | None, wall_s: float,
         uri, tracker = ledger.tracker.uri, ledger.tracker
         runs = load_runs(uri, ledger.experiment, parent_run_id=parent)
         if not runs.empty:
-            table = comparison(runs)
+            table = tables.comparison(runs, rank_by="test_acc")
             lines[1:1] = ["", tables.render(table, "markdown")]
             tracker.set_tags(parent, {NOTE_TAG: _note(ledger.experiment, table, wall_s, est_s)})
         tracker.log_metrics(parent, {"wall_s": wall_s,
@@ -308,17 +306,6 @@ def report(ledger: Ledger | None, parent: str | None, wall_s: float,
 
         lines.append(f"(no table: {first_line(e)})")
     log.info("\n".join(lines))
-
-
-def comparison(runs):
-    """The comparison table of a sweep's runs (:mod:`mlp_sweeps.tables`: varying factors,
-    mean +- std over seeds), best mean test accuracy first, failed ones last."""
-    from . import tables
-
-    by = tables.varying_factors(runs)
-    s = tables.summarize(runs, by)
-    s = s.sort_values("test_acc", ascending=False, na_position="last", kind="stable")
-    return tables.display(s.reset_index(drop=True), by)
 
 
 def _note(experiment: str, table, wall_s: float, est_s: float | None) -> str:

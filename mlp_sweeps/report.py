@@ -16,7 +16,8 @@ import pandas as pd
 
 from . import tables
 from .evidence import Evidence
-from .findings import COMPLETED, FINDINGS, Judgement, Verdict, describe_runs, evaluate, \
+from .ledger import RESULTS
+from .findings import FINDINGS, Judgement, Verdict, describe_runs, evaluate, \
     runs_for
 from .study import CONFIG_KEYS, PROTOCOL, config_key, configuration, configurations, \
     read_published
@@ -28,7 +29,7 @@ def select_runs(runs: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
     epochs."""
     if runs.empty:
         return runs.assign(key=[])
-    runs = runs[runs["status"].isin(COMPLETED)].copy()
+    runs = runs[runs["status"].isin(RESULTS)].copy()
     runs["key"] = config_key(runs)
     grids = dict(zip(config_key(study), study["grid"]))
     runs = runs[runs["key"].isin(grids)]

@@ -36,7 +36,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from . import liveness, parallelism, plan, progress, snapshot, workers
-from .errors import UserError
+from .errors import UserError, WorkerLost
 from . import options
 from .faults import MachineFault, diagnose, first_line
 from .ledger import (CLAIMED, HALTED, RESULTS, SWEEP_PARENT, Ledger, Outcome, RunStatus, Tag, alive,
@@ -371,7 +371,7 @@ def launch_all(launcher, todo: list[plan.Job], outcome: dict[str, Any], ledger: 
             if not is_worker_loss(e) or ledger is None:
                 raise
             log.error("A worker process died (%s: %s); recovering the batch",
-                      type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+                      _loss_name(e), str(e).splitlines()[0] if str(e) else "")
             # a launcher may say which jobs it lost and why ({position in the batch: why}),
             # and that they are not to be relaunched (SLURM: scancel, time limit)
             why = {batch[i].config_hash: w for i, w in getattr(e, "why", {}).items()}
@@ -386,7 +386,7 @@ def launch_all(launcher, todo: list[plan.Job], outcome: dict[str, Any], ledger: 
                     # (a run not RUNNING was closed KILLED by its SIGTERM handler: the
                     # launcher's reason replaces its own)
                     ledger.mark_killed(r.info.run_id, why.get(h) or (
-                        f"its worker process died ({type(e).__name__}); worker loss "
+                        f"its worker process died ({_loss_name(e)}); worker loss "
                         f"#{losses[h]} for this configuration"))
             retry, given_up = [], 0
             for j in batch:
@@ -509,12 +509,26 @@ def wait_for_others(launcher, jobs: list[plan.Job], outcome: dict[str, Any], led
     return ended
 
 
+def worker_losses() -> tuple[type[BaseException], ...]:
+    """The exception types that mean a launcher lost a worker: our launchers' ``WorkerLost``
+    (Ray, SLURM), and for hydra-joblib-launcher, which raises what joblib raises, loky's
+    and concurrent.futures' public types for a worker process that died."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    return WorkerLost, TerminatedWorkerError, BrokenProcessPool
+
+
 def is_worker_loss(e: BaseException) -> bool:
-    """A launcher error meaning a worker process died (joblib/loky, concurrent.futures,
-    Ray), as opposed to an error in a job, which the launcher returns per job."""
-    names = {type(x).__name__ for x in (e, e.__cause__, e.__context__) if x is not None}
-    return bool(names & {"TerminatedWorkerError", "BrokenProcessPool", "WorkerCrashedError",
-                         "RayTaskError", "NodeDiedError", "SlurmJobsLost"})
+    """A launcher error meaning a worker died, as opposed to an error in a job, which the
+    launcher returns per job (also when a library re-raised it, as its cause or context)."""
+    return any(isinstance(x, worker_losses()) for x in (e, e.__cause__, e.__context__))
+
+
+def _loss_name(e: BaseException) -> str:
+    """The loss a launcher saw (a ``WorkerLost``'s cause, e.g. Ray's WorkerCrashedError)."""
+    return type(e.__cause__ if isinstance(e, WorkerLost) and e.__cause__ else e).__name__
 
 
 def job_error(ret: Any) -> BaseException | None:

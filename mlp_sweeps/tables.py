@@ -125,7 +125,17 @@ def render(table: pd.DataFrame, fmt: str, index: bool = False) -> str:
     raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
 
 
-def comparison(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """The study-style table of a selection: grouped, aggregated, displayed, sorted."""
+def comparison(df: pd.DataFrame, by: Sequence[str] | None = None,
+               rank_by: str | None = None) -> pd.DataFrame:
+    """The study-style table of a selection: grouped by ``by`` (default: the factors that
+    vary), mean +- std over seeds, displayed. Rows in the factors' order; with ``rank_by`` (a
+    value, e.g. ``test_acc``: a sweep's closing table, ``mlp-export --rank-by``) best first
+    (highest accuracy, lowest loss), rows without a value last."""
     by = list(by) if by is not None else varying_factors(df)
-    return display(_sortable(summarize(df, by), by), by)
+    s = summarize(df, by)
+    if rank_by is None:
+        return display(_sortable(s, by), by)
+    if rank_by not in VALUES:
+        raise ValueError(f"cannot rank by {rank_by!r}; valid: {', '.join(VALUES)}")
+    s = s.sort_values(rank_by, ascending="loss" in rank_by, na_position="last", kind="stable")
+    return display(s.reset_index(drop=True), by)

@@ -52,14 +52,21 @@ def warm() -> tuple[int, float]:
 def joblib_settings(launcher: Any) -> dict[str, Any] | None:
     """The ``joblib.Parallel`` arguments hydra-joblib-launcher will use, or None if the
     launcher is not it (or runs jobs in-process: ``n_jobs=1``)."""
-    settings = getattr(launcher, "joblib", None)
-    if type(launcher).__name__ != "JoblibLauncher" or settings is None:
+    try:
+        from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+    except ImportError:  # not installed: no launcher is joblib's
         return None
-    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
-
+    settings = getattr(launcher, "joblib", None)
+    if not isinstance(launcher, JoblibLauncher) or settings is None:
+        return None
     cfg = dict(settings)
     cfg["backend"] = "loky"  # as the launcher does
-    process_joblib_cfg(cfg)
+    for k in ("pre_dispatch", "batch_size", "max_nbytes"):  # numbers given as text, read
+        if cfg.get(k):  # as the launcher reads them ("2*n_jobs", "auto", "1M" stay text)
+            try:
+                cfg[k] = int(cfg[k])
+            except (TypeError, ValueError):
+                pass
     return cfg if _n_workers(cfg) > 1 else None
 
 

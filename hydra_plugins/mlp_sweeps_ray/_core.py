@@ -20,13 +20,18 @@ from hydra.core.utils import (JobReturn, configure_log, filter_overrides, run_jo
                               setup_globals)
 from omegaconf import OmegaConf, open_dict
 
-from mlp_sweeps.errors import UserError
+from mlp_sweeps.errors import UserError, WorkerLost
 
 log = logging.getLogger(__name__)
 
 # what a job's process needs from the launching one that a Ray worker on another machine
 # does not inherit: the tracking server and its credentials (MLFLOW_TRACKING_URI, ...)
 _FORWARDED_ENV_PREFIXES = ("MLFLOW_",)
+
+
+class RayJobsLost(WorkerLost):
+    """Ray tasks of the batch lost with their worker or node (its RayError as the cause);
+    the batch's other jobs have returned. The mlp sweeper launches them again."""
 
 
 class RayUnavailable(UserError):
@@ -174,7 +179,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]],
     if lost:
         # every job has ended (nothing to cancel); the lost jobs' runs are left RUNNING:
         # the sweeper marks them KILLED and launches them again (its worker-loss recovery)
-        raise lost[0]
+        raise RayJobsLost(f"{len(lost)} Ray task(s) lost: {lost[0]}") from lost[0]
     return returns
 
 

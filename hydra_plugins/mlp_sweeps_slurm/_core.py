@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from submitit.core.utils import UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJobEnvironment
 
-from mlp_sweeps.errors import UserError
+from mlp_sweeps.errors import UserError, WorkerLost
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class SlurmUnavailable(UserError):
     """SLURM cannot be reached or refuses the sweep's jobs; nothing was run or recorded."""
 
 
-class SlurmJobsLost(RuntimeError):
+class SlurmJobsLost(WorkerLost):
     """Jobs that SLURM ended before they returned; the batch's other jobs have returned.
 
     ``why``: the job's position in the batch -> SLURM's state and reason. The mlp sweeper
@@ -64,8 +64,7 @@ class SlurmJobsLost(RuntimeError):
     relaunch = False
 
     def __init__(self, why: Dict[int, str]):
-        self.why = why
-        super().__init__("; ".join(why.values()))
+        super().__init__("; ".join(why.values()), why)
 
 
 # ---------------------------------------------------------------------------------------
