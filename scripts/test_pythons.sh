@@ -26,6 +26,6 @@ for v in 3.10 3.11 3.12 3.13; do
   echo "test_pythons: Python $v ($py)" >&2
   "$py" -m venv "$work/$v"
   "$work/$v/bin/python" -m pip install -q -e ".[dev]"
-  "$work/$v/bin/python" -m pytest -m "not slow" -q -p no:cacheprovider || status=1
+  "$work/$v/bin/python" -m pytest -n auto --dist loadgroup -m "not slow" -q -p no:cacheprovider || status=1
 done
 exit $status

@@ -4,6 +4,7 @@ leaves nothing broken, and 8 sweeps started at once into one new store all succe
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -46,9 +47,11 @@ def _wait_for(pred, timeout: float = 120.0):
 
 
 def _creating(db: Path) -> subprocess.Popen:
-    """``python -m mlp_sweeps.store`` creating ``db`` in its own process."""
+    """``python -m mlp_sweeps.store`` creating ``db`` in its own process, MLflow building
+    the schema (an empty cache folder: no schema kept from an earlier store)."""
+    env = dict(_env(), MLP_SWEEPS_CACHE=str(db.parent / "empty-cache"))
     return subprocess.Popen([sys.executable, "-m", "mlp_sweeps.store", f"sqlite:///{db}"],
-                            cwd=db.parent, env=_env(), stdout=subprocess.PIPE,
+                            cwd=db.parent, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -76,6 +79,40 @@ def test_a_new_store_has_mlflows_own_schema_and_the_busy_timeout(tmp_path):
         assert a.execute(q).fetchall() == b.execute(q).fetchall()
     assert [e.name for e in client.search_experiments()] == ["Default"]
     assert lock_path(ours).exists() and not list(tmp_path.glob(".*.new"))
+
+
+def test_a_store_from_the_kept_schema_is_the_store_mlflow_builds(tmp_path, monkeypatch):
+    """The second new store of a process's MLflow version is made from the schema the
+    first one's migrations built (kept in the cache folder), with the same tables, indexes
+    and rows; an unreadable kept schema is built again."""
+    from mlp_sweeps import store
+
+    monkeypatch.setenv("MLP_SWEEPS_CACHE", str(tmp_path / "cache"))
+    built, kept, again = tmp_path / "built.db", tmp_path / "kept.db", tmp_path / "again.db"
+    assert not store._schema_cache().exists()
+    open_client(f"sqlite:///{built}")
+    assert store._schema_cache().exists()
+    calls = []
+    monkeypatch.setattr(store, "_migrate", lambda db: calls.append(db) or pytest.fail("built"))
+    client = open_client(f"sqlite:///{kept}")
+    assert calls == []
+    with sqlite3.connect(built) as a, sqlite3.connect(kept) as b:
+        q = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
+        assert a.execute(q).fetchall() == b.execute(q).fetchall()
+        for (name,) in a.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                 "name NOT IN ('experiments', 'experiment_tags')"):
+            assert a.execute(f'SELECT * FROM "{name}"').fetchall() == \
+                b.execute(f'SELECT * FROM "{name}"').fetchall(), name
+    exp = client.create_experiment("x")
+    run = client.create_run(exp).info.run_id
+    client.log_metric(run, "m", 1.5)
+    assert client.get_run(run).data.metrics == {"m": 1.5}
+    monkeypatch.undo()
+    monkeypatch.setenv("MLP_SWEEPS_CACHE", str(tmp_path / "cache"))
+    store._schema_cache().write_text('{"objects": [')  # cut short
+    open_client(f"sqlite:///{again}")
+    assert _schema(again) == _schema(built)
+    assert json.loads(store._schema_cache().read_text())["objects"]  # built and kept again
 
 
 def test_a_reader_during_creation_waits_and_sees_every_table(tmp_path):
