@@ -3,6 +3,7 @@ them (mlp_sweeps.workers): real loky workers, a real multirun."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import time
@@ -20,8 +21,13 @@ pytestmark = pytest.mark.slow
 
 
 def _launcher(n_jobs: int) -> JoblibLauncher:
+    """The launcher as Hydra makes it: from its module as loaded now. (Hydra's plugin scan,
+    once per process, executes the plugin modules again: a class imported before it, as
+    this module's import at collection is when another test composed a config first, is
+    not the class of the launchers Hydra makes after it.)"""
+    launcher_class = importlib.import_module(JoblibLauncher.__module__).JoblibLauncher
     # the arguments conf/hydra/launcher/joblib.yaml gives it
-    return JoblibLauncher(n_jobs=n_jobs, backend=None, prefer="processes", require=None,
+    return launcher_class(n_jobs=n_jobs, backend=None, prefer="processes", require=None,
                           verbose=0, timeout=None, pre_dispatch="2*n_jobs",
                           batch_size="auto", temp_folder=None, max_nbytes=None,
                           mmap_mode="r")
