@@ -27,14 +27,14 @@ log = logging.getLogger(__name__)
 EXT = {"markdown": "md", "csv": "csv", "latex": "tex", "html": "html"}
 
 
-def table_text(runs: pd.DataFrame, fmt: str, by: Sequence[str] | None = None) -> str:
-    """The comparison table in one format; CSV carries numbers (mean, std, n), the others
-    display ``mean ± std``."""
+def table_text(runs: pd.DataFrame, fmt: str, by: Sequence[str] | None = None,
+               rank_by: str | None = None) -> str:
+    """The comparison table in one format, in the comparison order (:func:`tables.ordered`);
+    CSV carries numbers (mean, std, n), the others display ``mean ± std``."""
     by = list(by) if by is not None else tables.varying_factors(runs)
-    summary = tables.summarize(runs, by)
     if fmt == "csv":
-        return tables.render(summary.sort_values(by, kind="stable") if by else summary, "csv")
-    return tables.render(tables.comparison(runs, by), fmt)
+        return tables.render(tables.ordered(tables.summarize(runs, by), by, rank_by), "csv")
+    return tables.render(tables.comparison(runs, by, rank_by), fmt)
 
 
 def sweep_figures(uri: str | None, runs: pd.DataFrame, out_dir: Path, name: str,
@@ -95,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--filter", default="", help="MLflow filter, e.g. \"params.depth = '2'\"")
     ap.add_argument("--by", help="comma-separated factors to group by (default: those "
                                  "that vary in the selection)")
+    ap.add_argument("--rank-by", choices=tables.VALUES,
+                    help="rows best first by this value (a sweep's closing table: test_acc); "
+                         "default: in the factors' order")
     ap.add_argument("--pivot", metavar="ROWS:COLS[:VALUE]",
                     help="a pivot table instead, e.g. activation:loss (value test_acc)")
     ap.add_argument("--pivot-by", default="", help="one pivot per value of these factors")
@@ -126,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def text(fmt: str) -> str:
         if not args.pivot:
-            return table_text(runs, fmt, by)
+            return table_text(runs, fmt, by, args.rank_by)
         parts = args.pivot.split(":")
         if len(parts) not in (2, 3):
             ap.error("--pivot takes ROWS:COLS or ROWS:COLS:VALUE")

@@ -68,8 +68,17 @@ def _status_text(s: pd.Series) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def _sortable(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    return df.sort_values(list(by), kind="stable") if by else df
+def ordered(summary: pd.DataFrame, by: Sequence[str], rank_by: str | None = None) -> pd.DataFrame:
+    """A summary's rows in the comparison order: the factors' (``by``), or with ``rank_by``
+    (a value, e.g. ``test_acc``: a sweep's closing table) best first (highest accuracy,
+    lowest loss or time), rows without that value last."""
+    if rank_by is None:
+        return summary.sort_values(list(by), kind="stable") if by else summary
+    if rank_by not in VALUES:
+        raise ValueError(f"cannot rank by {rank_by!r}; valid: {', '.join(VALUES)}")
+    best_low = not rank_by.endswith("_acc")
+    return summary.sort_values(rank_by, ascending=best_low, na_position="last",
+                               kind="stable").reset_index(drop=True)
 
 
 def display(summary: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
@@ -129,13 +138,7 @@ def comparison(df: pd.DataFrame, by: Sequence[str] | None = None,
                rank_by: str | None = None) -> pd.DataFrame:
     """The study-style table of a selection: grouped by ``by`` (default: the factors that
     vary), mean +- std over seeds, displayed. Rows in the factors' order; with ``rank_by`` (a
-    value, e.g. ``test_acc``: a sweep's closing table, ``mlp-export --rank-by``) best first
-    (highest accuracy, lowest loss), rows without a value last."""
+    value, e.g. ``test_acc``: a sweep's closing table, ``mlp-export --rank-by``) best first,
+    rows without a value last (:func:`ordered`)."""
     by = list(by) if by is not None else varying_factors(df)
-    s = summarize(df, by)
-    if rank_by is None:
-        return display(_sortable(s, by), by)
-    if rank_by not in VALUES:
-        raise ValueError(f"cannot rank by {rank_by!r}; valid: {', '.join(VALUES)}")
-    s = s.sort_values(rank_by, ascending="loss" in rank_by, na_position="last", kind="stable")
-    return display(s.reset_index(drop=True), by)
+    return display(ordered(summarize(df, by), by, rank_by), by)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
@@ -43,3 +44,28 @@ def test_a_table_of_no_runs_has_the_headers_and_no_rows():
     assert list(out.columns) == ["activation", "train loss", "test loss", "train acc",
                                  "test acc", "time (s)", "epochs", "status"]
     assert "activation" in tables.render(out, "markdown")
+
+
+def _runs(rows):
+    cols = ["status", *results.CONFIG_COLUMNS, *results.METRICS.values()]
+    base = {c: None for c in cols}
+    base.update({"status": "finished", "loss": "cross_entropy", "depth": 1, "epochs_done": 5})
+    return pd.DataFrame([{**base, **r} for r in rows], columns=cols)
+
+
+def test_one_comparison_order_factors_or_best_first():
+    acc = results.METRICS["final_test_acc"]  # the column: test_acc
+    runs = _runs([{"activation": a, "seed": s, acc: v} for a, s, v in [
+        ("gelu", 0, 0.95), ("gelu", 1, 0.97), ("relu", 0, 0.98), ("relu", 1, 0.98),
+        ("selu", 0, 0.90), ("selu", 1, 0.92)]] + [
+        {"activation": "swish", "seed": 0, "status": "failed"}])
+    by_factor = tables.comparison(runs, ["activation"])
+    assert list(by_factor["activation"]) == ["gelu", "relu", "selu", "swish"]
+    best = tables.comparison(runs, ["activation"], rank_by="test_acc")
+    assert list(best["activation"]) == ["relu", "gelu", "selu", "swish"]  # no value: last
+    assert best["test acc"].iloc[0].startswith("0.9800")
+    summary = tables.summarize(runs, ["activation"])
+    assert list(tables.ordered(summary, ["activation"], "test_acc")["activation"]) == \
+        list(best["activation"])
+    with pytest.raises(ValueError, match="cannot rank by 'acc'"):
+        tables.comparison(runs, ["activation"], rank_by="acc")
