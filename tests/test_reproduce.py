@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def _clone(tmp_path: Path) -> Path:
-    """The committed project, cloned into an otherwise empty folder (no ../shared)."""
+    """The committed project, cloned into an otherwise empty folder (nothing beside it)."""
     dest = tmp_path / "somewhere" / "mlp-sweeps"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(dest)], check=True)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["mlp-sweeps"]
