@@ -4,7 +4,7 @@
     python train.py -m activation=selu,swish,gelu,relu,sigmoid
     python train.py -m sweep=activations              # a grid of the study (sweeps/)
 
-The work is in :func:`mlp_sweeps.run.run` (tracking) and :func:`mlp.train` (the core).
+The work is in :func:`mlp_sweeps.run.job.run` (tracking) and :func:`mlp.train` (the core).
 """
 
 import atexit
@@ -13,8 +13,8 @@ import gc
 import hydra
 from omegaconf import DictConfig
 
-from mlp_sweeps import schema
-from mlp_sweeps.run import run
+from mlp_sweeps.plan import schema
+from mlp_sweeps.run.job import run
 
 schema.register()
 # At exit the interpreter garbage-collects every module object (MLflow, pandas, matplotlib:

@@ -2,7 +2,7 @@
 
 - ``index.md``: the README, the project's front page;
 - ``reference.md``: every config key, its default and meaning, generated from the schema
-  (:func:`mlp_sweeps.keys.markdown`), so the reference cannot go stale;
+  (:func:`mlp_sweeps.plan.keys.markdown`), so the reference cannot go stale;
 - ``reports/REPORT.md`` and ``reports/figures/``: the committed reproduction report, as the
   study's reproduction writes it (``python scripts/reproduce.py``).
 """
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def on_files(files, config):
-    from mlp_sweeps import keys
+    from mlp_sweeps.plan import keys
 
     files.append(File.generated(config, "index.md", content=_front_page()))
     files.append(File.generated(config, "reference.md", content=keys.markdown()))

@@ -20,7 +20,6 @@ same process, is one pause and promotion. Median of ``--repeat`` pairs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -101,7 +100,8 @@ def ladder(out: Path) -> None:
 def pause(repeat: int, train_limit: int) -> None:
     from hydra import compose, initialize_config_dir
 
-    from mlp_sweeps import run, schema
+    from mlp_sweeps.run import job as run
+    from mlp_sweeps.plan import schema
 
     schema.register()
     tmp = Path(tempfile.mkdtemp())

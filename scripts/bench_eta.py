@@ -9,7 +9,7 @@
 - (c) (a) again in (a)'s store with ``hydra.sweeper.rerun=true``: each configuration's
   earlier run is there to learn from.
 
-For each: the estimate (``mlp_sweeps.estimate.for_jobs`` on the jobs' composed configs and
+For each: the estimate (``mlp_sweeps.plan.cost.schedule.for_jobs`` on the jobs' composed configs and
 the store's runs, as the sweeper computes it), then the real sweep (``python train.py -m
 ...``) timed from command start to exit; printed: predicted against measured wall time and
 the error in %, and the predicted seconds of runs against the runs' own ``train_time_s``
@@ -67,7 +67,7 @@ def _configs(jobs: list[list[str]]):
     from omegaconf import OmegaConf
 
     from mlp import TrainConfig
-    from mlp_sweeps.schema import register
+    from mlp_sweeps.plan.schema import register
 
     register()
     out = []
@@ -93,8 +93,8 @@ def _sweep_file(tmp: Path) -> Path:
 def run_case(case: str, store: Path, workers: int, tmp: Path) -> dict:
     from mlflow.tracking import MlflowClient
 
-    from mlp_sweeps import estimate
-    from mlp_sweeps.results import load_runs
+    from mlp_sweeps.plan.cost import schedule as estimate
+    from mlp_sweeps.read.results import load_runs
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     experiment = "bench-eta"

@@ -39,7 +39,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -88,7 +87,7 @@ def sweep(root: Path, n: int, store: Path, experiment: str, workers: int,
 
 
 def export(root: Path, store: Path, experiment: str) -> float:
-    cmd = [sys.executable, "-m", "mlp_sweeps.export", "--uri", f"sqlite:///{store / 'm.db'}",
+    cmd = [sys.executable, "-m", "mlp_sweeps.report.export", "--uri", f"sqlite:///{store / 'm.db'}",
            "-e", experiment]
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), check=True,

@@ -174,7 +174,7 @@ def _main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    from mlp_sweeps.store import open_client
+    from mlp_sweeps.record.store import open_client
 
     client = open_client(uri)
     if not args.new_store:

@@ -3,7 +3,7 @@ Same as the ``mlp-export`` command installed with the package."""
 
 import sys
 
-from mlp_sweeps.export import main
+from mlp_sweeps.report.export import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,9 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlp_sweeps import study, timing  # noqa: E402
-from mlp_sweeps.evidence import Evidence, restore  # noqa: E402
-from mlp_sweeps.report import Report  # noqa: E402
+from mlp_sweeps.report.study import protocol as study  # noqa: E402
+from mlp_sweeps.plan.cost.machine import machine  # noqa: E402
+from mlp_sweeps.report.study import timing  # noqa: E402
+from mlp_sweeps.report.study.evidence import Evidence, restore  # noqa: E402
+from mlp_sweeps.report.study.document import Report  # noqa: E402
 
 GRIDS = list(study.study_grids())
 PROFILES = {
@@ -130,7 +132,7 @@ def main(argv=None) -> int:
     elif args.from_store:
         ev = ev.merged(Evidence.from_store(args.uri, args.experiment))
 
-    here = timing.machine()
+    here = machine()
     old = ev.manifest.get("timing", {})
     stale = ev.timing.empty or any(old.get(k) != here[k] for k in ("cpu", "kernel", "blas"))
     if args.timing or (not args.report_only and not args.no_timing and stale):

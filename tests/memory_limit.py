@@ -1,5 +1,5 @@
 """A job that fails at run time for want of memory, as it happens to users: the planning's
-memory check (mlp_sweeps/options.py) lets a configuration through when it fits the memory
+memory check (mlp_sweeps/plan/options.py) lets a configuration through when it fits the memory
 the machine has available, but the sweep runs under an address-space limit (``ulimit -v``,
 RLIMIT_AS, as a shared machine or a scheduler may set) too small for it; building its
 network then raises MemoryError in the worker. Launcher and workers fit in the limit

@@ -29,7 +29,7 @@ TINY = ["data.train_limit=500", "data.test_limit=200", "hidden_size=16", "blas_t
 @pytest.fixture(scope="module")
 def store_uri(tmp_path_factory) -> str:
     """One SQLite store for the module, created once (an experiment per test)."""
-    from mlp_sweeps.tracking import Tracker
+    from mlp_sweeps.record.tracking import Tracker
 
     return Tracker(f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}").uri
 
@@ -169,7 +169,7 @@ def test_survivors_of_three_launchers_finish_a_killed_ones_share_without_a_rerun
 def test_two_launchers_on_postgresql_train_each_configuration_once(postgres, tmp_path):
     """The claims on the production backend, PostgreSQL, read and written through MLflow
     (no SQLite shortcut): two launchers of one sweep split it."""
-    from mlp_sweeps.tracking import Tracker
+    from mlp_sweeps.record.tracking import Tracker
 
     uri = Tracker(postgres[0]).uri  # the schema created once, as a server would have
     args = ["-m", "seed=0,1,2,3", "epochs=1", *TINY, f"tracking.uri={uri}",

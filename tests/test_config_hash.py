@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mlp import TrainConfig
-from mlp_sweeps import schema
+from mlp_sweeps.plan import schema
 
 config_hash = TrainConfig.config_hash
 

@@ -30,7 +30,8 @@ from mlflow.tracking import MlflowClient
 
 from postgres_cluster import free_port, postgres  # noqa: F401 (a fixture)
 
-from mlp_sweeps import parallelism, schema
+from mlp_sweeps.plan import parallelism
+from mlp_sweeps.plan import schema
 
 # one Ray cluster at a time on this machine (pytest-xdist: the same worker, in turn)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]

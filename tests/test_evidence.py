@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlp_sweeps.evidence import RUN_COLUMNS, Evidence, restore
-from mlp_sweeps.results import load_runs, metric_histories
+from mlp_sweeps.report.study.evidence import RUN_COLUMNS, Evidence, restore
+from mlp_sweeps.read.results import load_runs, metric_histories
 
 
 def _evidence() -> Evidence:
@@ -103,3 +103,28 @@ def test_merge_prefers_the_newer_run_of_a_configuration():
 def test_merge_into_empty_evidence_keeps_the_column_types():
     merged = Evidence.read(Path("/nonexistent")).merged(_evidence())
     assert merged.runs["lr"].dtype == float and merged.runs["depth"].dtype.kind == "i"
+
+
+def test_restored_params_read_as_a_tracked_run_logs_them(tmp_path):
+    """One param-text rule: a restored run's settings are the text the tracker logs for the
+    config's values (a float 0.0 is "0.0", an int 100 "100", a missing data limit "None"),
+    the way a run that trained records them, so a frame of both reads one configuration as
+    one."""
+    from mlflow.tracking import MlflowClient
+
+    from mlp_sweeps.read.results import PARAMS, param_values
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ev = _evidence()
+    ev.runs.loc[0, "train_limit"] = 5000.0  # an optional int column reads as a float
+    assert restore(uri, "study", ev) == 3
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("study").experiment_id
+    restored = {r.data.tags["config_hash"]: r.data.params for r in client.search_runs([exp])}
+    first = restored[f"{0:016x}"]
+    assert set(first) == set(PARAMS)
+    assert (first["dropout"], first["batch_size"], first["lr"]) == ("0.0", "100", "0.0001")
+    assert first["data.train_limit"] == "5000" and first["data.test_limit"] == "None"
+    for row in ev.runs.to_dict("records"):
+        logged = {k: "None" if v is None else str(v) for k, v in param_values(row).items()}
+        assert restored[row["config_hash"]] == logged

@@ -14,9 +14,9 @@ import pytest
 from memory_limit import TOO_BIG, limit_memory
 from mlflow.tracking import MlflowClient
 
-from mlp_sweeps import tables
-from mlp_sweeps.export import main as export_main
-from mlp_sweeps.results import load_runs
+from mlp_sweeps.read import tables
+from mlp_sweeps.report.export import main as export_main
+from mlp_sweeps.read.results import load_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["data.train_limit=1000", "data.test_limit=300", "hidden_size=16", "epochs=2",

@@ -1,4 +1,4 @@
-"""Faults of the machine named, not dumped: mlp_sweeps.faults' rule on real errors, and
+"""Faults of the machine named, not dumped: mlp_sweeps.record.faults' rule on real errors, and
 real sweeps into a store on a real small filesystem (a tmpfs of a few MB) that fills up
 or turns read-only mid-way: one message naming the path and the fix, the summary, exit 1,
 no traceback; the same command, once the cause is fixed, finishes every configuration.
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlp_sweeps.faults import diagnose
+from mlp_sweeps.record.faults import diagnose
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlp_sweeps.findings import FINDINGS, Part, Verdict, combine, evaluate, in_grids
-from mlp_sweeps.study import CONFIG_KEYS, PROTOCOL, configurations
-from mlp_sweeps.timing import configurations_to_time
+from mlp_sweeps.report.study.findings import FINDINGS, Part, Verdict, combine, evaluate, in_grids
+from mlp_sweeps.report.study.protocol import CONFIG_KEYS, PROTOCOL, configurations
+from mlp_sweeps.report.study.timing import configurations_to_time
 
 STUDY = configurations()
 BY_NUMBER = {f.number: f for f in FINDINGS}
@@ -88,7 +88,7 @@ def test_a_grid_run_in_part_gives_no_verdict_and_names_what_is_missing(finding):
     j = evaluate(finding, runs.assign(status=status), curves, timing())
     assert j.verdict is Verdict.NOT_MEASURED
     assert f"1 of the {len(mine)} configurations it rests on not run yet" in j.why
-    assert f"it would be: " in j.why and "scripts/reproduce.py --only" in j.why
+    assert "it would be: " in j.why and "scripts/reproduce.py --only" in j.why
     assert j.parts  # the parts are still shown
 
 

@@ -12,8 +12,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
-from mlp_sweeps import schema
-from mlp_sweeps.job_config import SweepConfigLoader
+from mlp_sweeps.plan import schema
+from mlp_sweeps.plan.job_config import SweepConfigLoader
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 

@@ -1,4 +1,4 @@
-"""mlp_sweeps.job_return: a job's return goes back to the launcher without its config,
+"""mlp_sweeps.run.job_return: a job's return goes back to the launcher without its config,
 after the configured Hydra callbacks have seen it whole."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from mlp_sweeps.job_return import LeanReturns
+from mlp_sweeps.run.job_return import LeanReturns
 
 SEEN: list[tuple[bool, bool]] = []
 

@@ -1,4 +1,4 @@
-"""The configuration reference (``mlp_sweeps.keys``, the docs site's reference page) lists
+"""The configuration reference (``mlp_sweeps.plan.keys``, the docs site's reference page) lists
 every key Hydra composes, with the composed default, and a meaning for each of our own."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mlp import DataConfig, TrainConfig
-from mlp_sweeps import keys, schema
+from mlp_sweeps.plan import keys
+from mlp_sweeps.plan import schema
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 

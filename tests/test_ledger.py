@@ -1,4 +1,4 @@
-"""mlp_sweeps.ledger: which run counts, which runs are alive, how runs close; on a real
+"""mlp_sweeps.claim.ledger: which run counts, which runs are alive, how runs close; on a real
 SQLite store and real processes."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import time
 import pytest
 from mlflow.entities import Run, RunData, RunInfo, RunTag
 
-from mlp_sweeps import tracking
-from mlp_sweeps.ledger import Ledger, Outcome, RunStatus, Tag, latest_by_config, outcome_of
+from mlp_sweeps.record import tracking
+from mlp_sweeps.claim.ledger import Ledger, Outcome, RunStatus, Tag, latest_by_config, outcome_of
 
 
 def _run(run_id: str, mlflow_status: str, start_s: float, **tags) -> Run:
@@ -115,7 +115,7 @@ def test_concurrent_claims_of_one_configuration_have_one_winner(store):
     leave nothing behind; a claim after a finished run of the sweep loses to it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mlp_sweeps.tracking import Tracker
+    from mlp_sweeps.record.tracking import Tracker
 
     uri = store.tracker.uri
     ledgers = [Ledger(Tracker(uri), store.experiment) for _ in range(8)]
@@ -166,7 +166,7 @@ def test_a_process_opens_a_store_once(tmp_path):
     import subprocess
     import sys
 
-    from mlp_sweeps.store import lock_path
+    from mlp_sweeps.record.store import lock_path
 
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"

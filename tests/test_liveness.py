@@ -1,4 +1,4 @@
-"""mlp_sweeps.liveness: a run's process judged at once on its own host, with real
+"""mlp_sweeps.claim.liveness: a run's process judged at once on its own host, with real
 processes (a child SIGKILLed, a pid reused, another boot, another host, another pid
 namespace), and the heartbeat rule kept where nothing can be known at once."""
 
@@ -12,8 +12,8 @@ import time
 
 from mlflow.entities import Run, RunData, RunInfo, RunTag
 
-from mlp_sweeps import liveness
-from mlp_sweeps.ledger import Ledger, why_dead
+from mlp_sweeps.claim import liveness
+from mlp_sweeps.claim.ledger import Ledger, why_dead
 
 
 def _child_tags() -> tuple[subprocess.Popen, dict[str, str]]:

@@ -1,4 +1,4 @@
-"""The rules of the options around training (mlp_sweeps/options.py): every bad value named
+"""The rules of the options around training (mlp_sweeps/plan/options.py): every bad value named
 with what it may be, every good one let through; the memory check against a given and the
 real available memory."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mlp import TrainConfig
-from mlp_sweeps import options
+from mlp_sweeps.plan import options
 from mlp_sweeps.errors import InvalidConfig
 
 GOOD = {"blas_threads": [None, 1, 8], "checkpoint_every": [None, 0, 5],

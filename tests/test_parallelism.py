@@ -1,4 +1,4 @@
-"""mlp_sweeps.parallelism: jobs at once and BLAS threads per job, joblib's n_jobs meaning."""
+"""mlp_sweeps.plan.parallelism: jobs at once and BLAS threads per job, joblib's n_jobs meaning."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import pytest
 from omegaconf import OmegaConf
 
-from mlp_sweeps import parallelism
+from mlp_sweeps.plan import parallelism
 from mlp_sweeps.errors import InvalidConfig
 
 CORES = os.cpu_count() or 1

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlp_sweeps.study import configurations
+from mlp_sweeps.report.study.protocol import configurations
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -140,7 +140,7 @@ def test_exception_and_sigkilled_worker_do_not_take_the_other_jobs_down(tmp_path
 
 WRITER = textwrap.dedent("""
     import sys
-    from mlp_sweeps.tracking import Tracker
+    from mlp_sweeps.record.tracking import Tracker
     uri, exp_id, idx, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     t = Tracker(uri)
     rid = t.start_run(exp_id, f"writer-{idx}", tags={"writer": idx})
@@ -154,7 +154,7 @@ WRITER = textwrap.dedent("""
 
 
 def test_eight_concurrent_writers_lose_nothing(tmp_path):
-    from mlp_sweeps.tracking import Tracker
+    from mlp_sweeps.record.tracking import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri)

@@ -11,8 +11,10 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from mlp import losses, optim
-from mlp_sweeps import results, schema, tables
-from mlp_sweeps.tracking import flatten
+from mlp_sweeps.read import results
+from mlp_sweeps.plan import schema
+from mlp_sweeps.read import tables
+from mlp_sweeps.record.tracking import flatten
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,9 +12,9 @@ import pytest
 
 from mlp import TrainConfig
 from mlp.train import train
-from mlp_sweeps import halving
-from mlp_sweeps.samplers import Search, key_of
-from mlp_sweeps.space import InvalidSpace, parse
+from mlp_sweeps.launch import halving
+from mlp_sweeps.plan.samplers import Search, key_of
+from mlp_sweeps.plan.space import InvalidSpace, parse
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Reading a study read-only (mlp_sweeps.snapshot): a real SQLite store read directly gives
+"""Reading a study read-only (mlp_sweeps.record.snapshot): a real SQLite store read directly gives
 what MLflow's own search gives, creates nothing, and a dry run reads through it without
 writing anything."""
 
@@ -13,11 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlp_sweeps import results, snapshot
+from mlp_sweeps.read import results
+from mlp_sweeps.record import snapshot
 from mlp_sweeps.errors import TrackingError
-from mlp_sweeps.ledger import Outcome, RunStatus, Tag
-from mlp_sweeps.sweep import split
-from mlp_sweeps.tracking import Tracker
+from mlp_sweeps.claim.ledger import Outcome, RunStatus, Tag
+from mlp_sweeps.launch.sweep import split
+from mlp_sweeps.record.tracking import Tracker
 
 from test_sweeps import SMALL, run_train, store_args
 

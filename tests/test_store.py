@@ -1,4 +1,4 @@
-"""Opening a SQLite store (mlp_sweeps/store.py) with real processes and real stores: the
+"""Opening a SQLite store (mlp_sweeps/record/store.py) with real processes and real stores: the
 schema is MLflow's own, a reader meanwhile never sees half of it, an interrupted creation
 leaves nothing broken, and 8 sweeps started at once into one new store all succeed."""
 
@@ -17,7 +17,7 @@ import pytest
 from mlflow.store.db.base_sql_model import Base
 from mlflow.tracking import MlflowClient
 
-from mlp_sweeps.store import lock_path, open_client, sqlite_path, with_busy_timeout
+from mlp_sweeps.record.store import lock_path, open_client, sqlite_path, with_busy_timeout
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,10 +47,10 @@ def _wait_for(pred, timeout: float = 120.0):
 
 
 def _creating(db: Path) -> subprocess.Popen:
-    """``python -m mlp_sweeps.store`` creating ``db`` in its own process, MLflow building
+    """``python -m mlp_sweeps.record.store`` creating ``db`` in its own process, MLflow building
     the schema (an empty cache folder: no schema kept from an earlier store)."""
     env = dict(_env(), MLP_SWEEPS_CACHE=str(db.parent / "empty-cache"))
-    return subprocess.Popen([sys.executable, "-m", "mlp_sweeps.store", f"sqlite:///{db}"],
+    return subprocess.Popen([sys.executable, "-m", "mlp_sweeps.record.store", f"sqlite:///{db}"],
                             cwd=db.parent, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -85,7 +85,7 @@ def test_a_store_from_the_kept_schema_is_the_store_mlflow_builds(tmp_path, monke
     """The second new store of a process's MLflow version is made from the schema the
     first one's migrations built (kept in the cache folder), with the same tables, indexes
     and rows; an unreadable kept schema is built again."""
-    from mlp_sweeps import store
+    from mlp_sweeps.record import store
 
     monkeypatch.setenv("MLP_SWEEPS_CACHE", str(tmp_path / "cache"))
     built, kept, again = tmp_path / "built.db", tmp_path / "kept.db", tmp_path / "again.db"
@@ -199,7 +199,7 @@ def test_a_store_keeps_a_write_ahead_log_and_a_copy_of_its_file_has_every_run(tm
     assert _synchronous(client) == 1  # commits append to the log, no wait for the disk
     # another process records a run and exits: its log is emptied into the file, so a
     # copy of mlflow.db alone has the run (MLflow leaves its connections open to the end)
-    code = ("import sys; from mlp_sweeps.store import open_client\n"
+    code = ("import sys; from mlp_sweeps.record.store import open_client\n"
             "c = open_client(sys.argv[1]); e = c.create_experiment('x')\n"
             "c.set_terminated(c.create_run(e).info.run_id)\n")
     subprocess.run([sys.executable, "-c", code, f"sqlite:///{db}"], env=_env(), check=True,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,7 +23,8 @@ from memory_limit import TOO_BIG, limit_memory
 from omegaconf import OmegaConf
 
 from mlp import activations, losses
-from mlp_sweeps import plan, schema
+from mlp_sweeps.plan import jobs as plan
+from mlp_sweeps.plan import schema
 
 ROOT = Path(__file__).resolve().parent.parent
 # A small real slice of MNIST: enough to train for real in well under a second per epoch.
@@ -71,7 +71,7 @@ def store_args(tmp: Path, experiment: str = "test") -> list[str]:
 # ---------------------------------------------------------------------------------------
 @pytest.fixture
 def planner():
-    """mlp_sweeps.plan with Hydra's real config loader: planning only, no sweeper, no
+    """mlp_sweeps.plan.jobs with Hydra's real config loader: planning only, no sweeper, no
     launcher."""
     schema.register()
     GlobalHydra.instance().clear()
@@ -182,7 +182,7 @@ BAD = {
     "data=foo": ["foo", "mnist", "fashion_mnist"],
     "loss.reduction=avg": ["avg", "mean", "sum"],
     "data.root=/nonexistent/mnist": ["/nonexistent/mnist", "Copy the four IDX files"],
-    # the options around training (mlp_sweeps/options.py)
+    # the options around training (mlp_sweeps/plan/options.py)
     "blas_threads=0": ["blas_threads=0", ">= 1"],
     "checkpoint_every=-1": ["checkpoint_every=-1", ">= 0"],
     "log_every_steps=-1": ["log_every_steps=-1", ">= 0"],
@@ -193,7 +193,7 @@ BAD = {
     # too large for the machine: refused before anything allocates it
     "hidden_size=100000000": ["hidden_size=100000000", "GiB of memory", "available"],
     "data.val_size=60000": ["data.val_size=60000", "leaves no training data"],
-    # searches and successive halving (mlp_sweeps/samplers.py, mlp_sweeps/asha.py)
+    # searches and successive halving (mlp_sweeps/plan/samplers.py, mlp_sweeps/launch/asha.py)
     "hydra.sweeper.sampler=bayes": ["hydra.sweeper.sampler='bayes'", "grid, random, tpe"],
     "hydra.sweeper.scheduler=hyperband": ["hydra.sweeper.scheduler='hyperband'", "none, asha"],
     "hydra.sweeper.mode=up": ["hydra.sweeper.mode='up'", "max, min"],

@@ -1,5 +1,5 @@
 """Worker processes of the joblib launcher started ahead of the jobs and released after
-them (mlp_sweeps.workers): real loky workers, a real multirun."""
+them (mlp_sweeps.launch.workers): real loky workers, a real multirun."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from joblib import Parallel, delayed
 from mlflow.tracking import MlflowClient
 
-from mlp_sweeps import workers
+from mlp_sweeps.launch import workers
 
 from test_sweeps import SMALL, run_train, store_args
 
@@ -70,7 +70,7 @@ def test_no_prewarm_for_in_process_or_single_jobs():
 
 def test_sweep_jobs_run_in_the_prewarmed_workers(tmp_path):
     r = run_train("-m", "seed=0,1,2", *SMALL, "hydra.launcher.n_jobs=2",
-                  "hydra.verbose=mlp_sweeps.workers", *store_args(tmp_path, "warm"),
+                  "hydra.verbose=mlp_sweeps.launch.workers", *store_args(tmp_path, "warm"),
                   tmp=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out

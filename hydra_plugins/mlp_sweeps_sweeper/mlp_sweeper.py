@@ -1,7 +1,7 @@
 """The ``mlp`` Hydra sweeper: grid sweeps planned, validated and tracked up front.
 
 A thin plugin (settings in ``config.py``); the sweep's life (plan, resume, launch,
-summary) is :func:`mlp_sweeps.sweep.run`, and what a grid is, :mod:`mlp_sweeps.plan`.
+summary) is :func:`mlp_sweeps.launch.sweep.run`, and what a grid is, :mod:`mlp_sweeps.plan.jobs`.
 Only Hydra's public API is used.
 """
 
@@ -20,7 +20,7 @@ class MlpSweeper(Sweeper):
     def __init__(self, params: Optional[Dict[str, str]] = None,
                  grids: Optional[Dict[str, Dict[str, Any]]] = None,
                  only: Optional[List[str]] = None, asha: Any = None, **settings: Any):
-        from mlp_sweeps.sweep import Settings
+        from mlp_sweeps.launch.sweep import Settings
 
         plain = OmegaConf.to_container(OmegaConf.create({"p": params or {}, "g": grids or {},
                                                          "a": asha or {}}))
@@ -34,12 +34,12 @@ class MlpSweeper(Sweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
-        from mlp_sweeps.job_config import SweepConfigLoader
-        from mlp_sweeps.job_return import LeanReturns
+        from mlp_sweeps.plan.job_config import SweepConfigLoader
+        from mlp_sweeps.run.job_return import LeanReturns
 
         # for every launcher: each job's config composed once per distinct set of
-        # config-group choices, not from the files again per job (mlp_sweeps/job_config.py);
-        # its return sent back without its config (mlp_sweeps/job_return.py)
+        # config-group choices, not from the files again per job (mlp_sweeps/plan/job_config.py);
+        # its return sent back without its config (mlp_sweeps/run/job_return.py)
         hydra_context = HydraContext(config_loader=SweepConfigLoader(hydra_context.config_loader),
                                      callbacks=LeanReturns(hydra_context.callbacks))
         self.config = config
@@ -48,7 +48,8 @@ class MlpSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: List[str]) -> Any:
-        from mlp_sweeps import plan, sweep
+        from mlp_sweeps.plan import jobs as plan
+        from mlp_sweeps.launch import sweep
 
         assert self.config is not None and self.launcher is not None
         loader = self.hydra_context.config_loader
