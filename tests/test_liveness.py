@@ -19,7 +19,7 @@ from mlp_sweeps.claim.ledger import Ledger, why_dead
 def _child_tags() -> tuple[subprocess.Popen, dict[str, str]]:
     """A real child process and the tags it records about itself."""
     proc = subprocess.Popen([sys.executable, "-c", "import json, time; "
-                             "from mlp_sweeps import liveness; "
+                             "from mlp_sweeps.claim import liveness; "
                              "print(json.dumps(liveness.here()), flush=True); time.sleep(60)"],
                             stdout=subprocess.PIPE, text=True)
     import json

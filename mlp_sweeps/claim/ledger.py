@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from mlp_sweeps.claim import liveness
 from mlp_sweeps.record import snapshot
+from mlp_sweeps.record.store import PARENT_TAG
 
 if TYPE_CHECKING:  # mlflow is imported only where a store is opened
     from mlp_sweeps.record.tracking import Tracker
@@ -77,7 +78,7 @@ class Tag(StrEnum):
     SWEEP_DIR = "sweep_dir"
     PLANNED = "planned"
     GRIDS = "grids"
-    PARENT = "mlflow.parentRunId"  # MLflow's own parent/child link
+    PARENT = PARENT_TAG  # MLflow's own parent/child link
     RUN_NAME = "mlflow.runName"
     READ_AT = "read_at"  # on a sweep's parent: when (ms) its resume read the store
     HEARTBEAT = "heartbeat"  # seconds since the epoch, refreshed while the run is alive

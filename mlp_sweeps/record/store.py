@@ -55,6 +55,9 @@ from mlp.files import PROJECT_ROOT, atomic_write
 
 from mlp_sweeps.errors import TrackingError
 
+#: MLflow's own tag linking a run to its parent (the UI nests children under it)
+PARENT_TAG = "mlflow.parentRunId"
+
 log = logging.getLogger(__name__)
 
 DEFAULT_STORE = PROJECT_ROOT / "mlruns"

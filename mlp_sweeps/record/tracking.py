@@ -32,9 +32,8 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 from mlp_sweeps.errors import TrackingError  # noqa: E402
-from mlp_sweeps.record.store import DEFAULT_STORE, open_client, resolve_uri  # noqa: E402,F401
+from mlp_sweeps.record.store import DEFAULT_STORE, PARENT_TAG, open_client, resolve_uri  # noqa: E402,F401
 
-PARENT_TAG = "mlflow.parentRunId"
 # MLflow 3's experiment kind (its UI reads this tag): model training opens on the runs
 # page, not on the GenAI overview
 KIND_TAG, KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
