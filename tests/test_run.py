@@ -1,4 +1,4 @@
-"""mlp_sweeps.run.job: a tracked run's life (TrackedRun) on a real SQLite store, and run()."""
+"""mlp_sweeps.run: a tracked run's life (TrackedRun) on a real SQLite store, and run()."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from hydra.core.global_hydra import GlobalHydra
 from mlp_sweeps.plan import schema
 from mlp_sweeps.record import tracking
 from mlp_sweeps.claim.ledger import Ledger, RunStatus, Tag
-from mlp_sweeps.run.job import Terminated, TrackedRun, run
+from mlp_sweeps.run.job import run
+from mlp_sweeps.run.tracked import Terminated, TrackedRun
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -239,7 +239,7 @@ class Progress:
 def log_datasets(ledger: Ledger, parent: str, jobs: Sequence[Job]) -> None:
     """The sweep's datasets as dataset inputs of its parent run (the UI's runs page shows
     the parent rows, its children folded under them)."""
-    from mlp_sweeps.run.job import dataset_input
+    from mlp_sweeps.run.tracked import dataset_input
 
     for ds in {dataset_input(j.config)[:2]: dataset_input(j.config) for j in jobs}.values():
         ledger.tracker.log_dataset(parent, *ds)

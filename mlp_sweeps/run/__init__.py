@@ -1,2 +1,3 @@
-"""Run: one job where it runs. The tracked run of a composed config around the NumPy core
-(:mod:`.job`), and what it sends back to the launching process (:mod:`.job_return`)."""
+"""Run: one job where it runs. The job from a composed config around the NumPy core
+(:mod:`.job`), the run's life in the store (:mod:`.tracked`), and what the job sends back to
+the launching process (:mod:`.job_return`)."""
