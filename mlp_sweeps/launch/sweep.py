@@ -97,164 +97,252 @@ def run(settings: Settings, config: DictConfig, launcher: Any,
 
 def _run(settings: Settings, config: DictConfig, launcher: Any,
          compose: Callable[[list[str]], Any], arguments: Sequence[str], parser=None) -> list:
-    t0 = time.perf_counter()
-    options.check_sweeper(settings)
-    tracking = config.tracking
-    search = None
-    if settings.sampler == "grid":
-        jobs = plan.plan(settings.params, settings.grids, arguments, compose, settings.only,
-                         parser)
-    else:  # drawn by a sampler: its space's corners validated first
-        from mlp_sweeps.plan.samplers import Searcher
-
-        search = Searcher(settings, arguments, compose, parser)
-        if search.adaptive and not tracking.enabled:
-            raise options.InvalidConfig(
-                "hydra.sweeper.sampler=tpe is told each result through the tracking store: "
-                "it needs tracking.enabled=true (random draws without it)")
-        search.probes()
-        jobs = search.first_jobs()
-    halver = _halver(settings, tracking, search, jobs) if settings.scheduler == "asha" else None
-    log.info("Planned and validated %d jobs in %.2f s", len(jobs), time.perf_counter() - t0)
-    warm = ledger = runs = None
-    todo, done = list(jobs), []
+    sweep = _Sweep(settings, config, launcher)
+    sweep.plan(arguments, compose, parser)
     if settings.dry_run:  # read-only: nothing is created, written or started
-        if tracking.enabled:
-            runs = snapshot.read(resolve_uri(tracking.uri), [tracking.experiment]) or []
-            todo, done, _ = split(jobs, runs, settings.rerun,
-                                  float(tracking.heartbeat_timeout_s))
-        if search is not None and search.adaptive:
-            more = search.first_round(runs or [], _search_workers(config, settings, search))
-            jobs += more
-            todo += more
-    else:
-        # the workers start (and import) while this process opens the store
-        warm = workers.prewarm(launcher, len(jobs))
-        if tracking.enabled:
-            from mlp_sweeps.record.tracking import Tracker
-
-            try:
-                ledger = Ledger(Tracker(tracking.uri), tracking.experiment,
-                                tracking.heartbeat_timeout_s)
-                # before the store is read: a run its jobs' claims must still count as a
-                # rival if it finishes later (it was not seen finished or claimed by this read)
-                read_ms = int(time.time() * 1000)
-                todo, done, runs = resume(ledger, jobs, settings.rerun)
-                if halver is not None:  # every configuration not finished: the ladder's
-                    halver.ledger = ledger
-                    todo = [j for j in jobs if j.previous not in RESULTS or settings.rerun]
-                    done = [j for j in jobs if j not in todo]
-                if search is not None and search.adaptive:  # told the store's trials first
-                    more = search.first_round(runs, _search_workers(config, settings, search))
-                    t, d, _ = split(more, runs, settings.rerun, ledger.heartbeat_timeout_s)
-                    jobs, todo, done = jobs + more, todo + t, done + d
-            except BaseException:  # e.g. an unreachable store: no workers left behind
-                if warm is not None:
-                    workers.release(launcher)
-                raise
-    n_workers = parallelism.launcher_workers(OmegaConf.select(config, "hydra.launcher"),
-                                             len(todo))
-    threads = parallelism.sweep_threads(config, len(todo))
-    est = progress.estimate_sweep(todo, n_workers, threads or config.get("blas_threads"), runs) \
-        if halver is None else None  # (successive halving's budget is not estimated yet)
-    if settings.dry_run:
-        _list_plan(jobs, todo, done)
+        sweep.read_store()
+        sweep.size()
+        _list_plan(sweep.jobs, sweep.todo, sweep.done)
         return []
-    # configurations held by live runs of other launchers: waited for, and run here if
-    # their holder dies (unless left to them)
-    elsewhere = [j for j in done if j.previous == Outcome.RUNNING] if halver is None else []
-    wait = ledger is not None and not settings.leave_to_others
-    may_launch = bool(todo) or (wait and bool(elsewhere))
-    if warm is not None:
-        warm.join()
-        if not may_launch:
-            workers.release(launcher)
-    prepare = getattr(launcher, "prepare", None)  # e.g. Ray: connect to the cluster
-    if may_launch and callable(prepare):
-        prepare()  # an unreachable cluster fails here, before any run is recorded
-    quiet = progress.quiet_job_overrides(config, n_workers) if ledger is not None else []
+    sweep.open_store()
+    sweep.size()
+    sweep.prepare()
+    sweep.start_parent(arguments)
+    sweep.order()
+    try:
+        sweep.launch()
+    finally:
+        counts, faults = sweep.close()
+    return sweep.result(counts, faults)
 
-    def launching(new: list[plan.Job]) -> None:  # what every job gets at launch
+
+class _Sweep:
+    """One sweep's state through its phases, in :func:`_run`'s order: planned (jobs, or a
+    sampler's first draws, and the ASHA ladder), the store read (what is done, what another
+    launcher holds), sized (workers, threads, the estimate), prepared (workers warm, the
+    cluster reached), its parent run started, ordered (longest first), launched, closed (the
+    summary, every fault said once)."""
+
+    def __init__(self, settings: Settings, config: DictConfig, launcher: Any):
+        self.settings, self.config, self.launcher = settings, config, launcher
+        self.tracking = config.tracking
+        self.t0 = time.perf_counter()
+        self.search: Any = None  # a sampler's Searcher (random, tpe)
+        self.halver: Any = None  # the ASHA ladder
+        self.warm: Any = None  # workers being started (joblib)
+        self.ledger: Ledger | None = None  # None: tracking disabled, or a dry run
+        self.runs: Any = None  # the store's runs as read before launching
+        self.read_ms = 0  # when the store was read (ms since the epoch)
+        self.jobs: list[plan.Job] = []
+        self.todo: list[plan.Job] = []
+        self.done: list[plan.Job] = []
+        self.elsewhere: list[plan.Job] = []  # held by live runs of other launchers
+        self.wait = False  # for those, and run them here if their holder dies
+        self.n_workers, self.threads, self.est = 1, None, None
+        self.quiet: list[str] = []
+        self.parent: str | None = None
+        self.heartbeat: Any = None
+        self.since = 0
+        self.outcome: dict[str, Any] = {}  # config hash -> JobReturn, or "completed" / "killed"
+        self.others: dict[str, Any] = {}  # config hash -> the run of another launcher that has it
+        self.status = RunStatus.KILLED
+
+    def plan(self, arguments: Sequence[str], compose: Callable[[list[str]], Any],
+             parser) -> None:
+        """Every job planned and validated (a bad value fails the sweep, naming the job,
+        before anything is recorded)."""
+        settings, tracking = self.settings, self.tracking
+        options.check_sweeper(settings)
+        if settings.sampler == "grid":
+            self.jobs = plan.plan(settings.params, settings.grids, arguments, compose,
+                                  settings.only, parser)
+        else:  # drawn by a sampler: its space's corners validated first
+            from mlp_sweeps.plan.samplers import Searcher
+
+            self.search = Searcher(settings, arguments, compose, parser)
+            if self.search.adaptive and not tracking.enabled:
+                raise options.InvalidConfig(
+                    "hydra.sweeper.sampler=tpe is told each result through the tracking store: "
+                    "it needs tracking.enabled=true (random draws without it)")
+            self.search.probes()
+            self.jobs = self.search.first_jobs()
+        if settings.scheduler == "asha":
+            self.halver = _halver(settings, tracking, self.search, self.jobs)
+        log.info("Planned and validated %d jobs in %.2f s", len(self.jobs),
+                 time.perf_counter() - self.t0)
+        self.todo = list(self.jobs)
+
+    def read_store(self) -> None:
+        """A dry run's read-only look at the store: what would be skipped or resumed."""
+        tracking, search = self.tracking, self.search
+        if tracking.enabled:
+            self.runs = snapshot.read(resolve_uri(tracking.uri), [tracking.experiment]) or []
+            self.todo, self.done, _ = split(self.jobs, self.runs, self.settings.rerun,
+                                            float(tracking.heartbeat_timeout_s))
+        if search is not None and search.adaptive:
+            more = search.first_round(self.runs or [],
+                                      _search_workers(self.config, self.settings, search))
+            self.jobs += more
+            self.todo += more
+
+    def open_store(self) -> None:
+        """The workers started (they import while this process opens the store), the store
+        opened and read: what finished is skipped, what another launcher holds noted."""
+        settings, tracking, search, halver = self.settings, self.tracking, self.search, self.halver
+        self.warm = workers.prewarm(self.launcher, len(self.jobs))
+        if not tracking.enabled:
+            return
+        from mlp_sweeps.record.tracking import Tracker
+
+        try:
+            ledger = self.ledger = Ledger(Tracker(tracking.uri), tracking.experiment,
+                                          tracking.heartbeat_timeout_s)
+            # before the store is read: a run its jobs' claims must still count as a
+            # rival if it finishes later (it was not seen finished or claimed by this read)
+            self.read_ms = int(time.time() * 1000)
+            self.todo, self.done, self.runs = resume(ledger, self.jobs, settings.rerun)
+            if halver is not None:  # every configuration not finished: the ladder's
+                halver.ledger = ledger
+                self.todo = [j for j in self.jobs if j.previous not in RESULTS or settings.rerun]
+                self.done = [j for j in self.jobs if j not in self.todo]
+            if search is not None and search.adaptive:  # told the store's trials first
+                more = search.first_round(self.runs,
+                                          _search_workers(self.config, settings, search))
+                t, d, _ = split(more, self.runs, settings.rerun, ledger.heartbeat_timeout_s)
+                self.jobs, self.todo, self.done = self.jobs + more, self.todo + t, self.done + d
+        except BaseException:  # e.g. an unreachable store: no workers left behind
+            if self.warm is not None:
+                workers.release(self.launcher)
+            raise
+
+    def size(self) -> None:
+        """Workers at once, BLAS threads per job, and the estimate for them (not for ASHA:
+        successive halving's budget is not estimated yet)."""
+        config = self.config
+        self.n_workers = parallelism.launcher_workers(OmegaConf.select(config, "hydra.launcher"),
+                                                      len(self.todo))
+        self.threads = parallelism.sweep_threads(config, len(self.todo))
+        if self.halver is None:
+            self.est = progress.estimate_sweep(
+                self.todo, self.n_workers, self.threads or config.get("blas_threads"), self.runs)
+
+    def prepare(self) -> None:
+        """Workers joined (released if nothing will run), the cluster reached (an unreachable
+        one fails here, before any run is recorded)."""
+        if self.halver is None:
+            self.elsewhere = [j for j in self.done if j.previous == Outcome.RUNNING]
+        self.wait = self.ledger is not None and not self.settings.leave_to_others
+        may_launch = bool(self.todo) or (self.wait and bool(self.elsewhere))
+        if self.warm is not None:
+            self.warm.join()
+            if not may_launch:
+                workers.release(self.launcher)
+        prepare = getattr(self.launcher, "prepare", None)  # e.g. Ray: connect to the cluster
+        if may_launch and callable(prepare):
+            prepare()
+        if self.ledger is not None:
+            self.quiet = progress.quiet_job_overrides(self.config, self.n_workers)
+
+    def launching(self, new: list[plan.Job]) -> None:
+        """What every job gets at launch."""
         for j in new:
-            j.extra += quiet  # their log lines in their log files; the progress line here
-            if threads is not None:
-                j.extra.append(f"blas_threads={threads}")
+            j.extra += self.quiet  # their log lines in their log files; the progress line here
+            if self.threads is not None:
+                j.extra.append(f"blas_threads={self.threads}")
             if j.grids:
                 j.extra.append(f"tracking.grid=[{','.join(j.grids)}]")
-            if parent is not None:
-                j.extra += [f"tracking.parent_run_id={parent}", f"tracking.read_at={since}"]
+            if self.parent is not None:
+                j.extra += [f"tracking.parent_run_id={self.parent}",
+                            f"tracking.read_at={self.since}"]
 
-    parent = heartbeat = None
-    since = 0
-    if ledger is not None:
-        parent = _start_parent(ledger, settings, config, arguments, len(jobs), read_ms)
-        heartbeat = ledger.heartbeat(parent)
-        progress.log_datasets(ledger, parent, jobs)
-        # a job's claim loses to a FINISHED run of its configuration that this sweep's read
-        # did not skip: the read saw none finished for a job it runs, so every one finished
-        # now is a rival (0), unless finished runs are rerun (those started since the read).
-        # Not start times against read_ms by default: a run stamped before the read can be
-        # written after it (a writer waiting for SQLite's lock), and be trained twice.
-        since = read_ms if settings.rerun else 0
-    launching(todo + elsewhere)
-    finished = [j for j in done if j.previous != Outcome.RUNNING]
-    if finished:
-        log.info("Skipping %d jobs already finished in experiment %r "
-                 "(hydra.sweeper.rerun=true runs them again)", len(finished), tracking.experiment)
+    def start_parent(self, arguments: Sequence[str]) -> None:
+        """The sweep's parent run (with its heartbeat and datasets), then the jobs' overrides."""
+        ledger = self.ledger
+        if ledger is not None:
+            self.parent = _start_parent(ledger, self.settings, self.config, arguments,
+                                        len(self.jobs), self.read_ms)
+            self.heartbeat = ledger.heartbeat(self.parent)
+            progress.log_datasets(ledger, self.parent, self.jobs)
+            # a job's claim loses to a FINISHED run of its configuration that this sweep's
+            # read did not skip: the read saw none finished for a job it runs, so every one
+            # finished now is a rival (0), unless finished runs are rerun (those started
+            # since the read). Not start times against read_ms by default: a run stamped
+            # before the read can be written after it (a writer waiting for SQLite's lock),
+            # and be trained twice.
+            self.since = self.read_ms if self.settings.rerun else 0
+        self.launching(self.todo + self.elsewhere)
+        finished = [j for j in self.done if j.previous != Outcome.RUNNING]
+        if finished:
+            log.info("Skipping %d jobs already finished in experiment %r "
+                     "(hydra.sweeper.rerun=true runs them again)", len(finished),
+                     self.tracking.experiment)
 
-    if est is not None:  # one cost model: jobs launched in the order the estimate timed
-        job_s = {e.config_hash: e.job_s for e in est.jobs}
-        for j in todo:
-            j.cost = job_s[j.config_hash]
-    todo = plan.longest_first(todo)
-    if est is not None:
-        workers.batch_short_jobs(launcher, [j.run_s for j in est.jobs], n_workers)
-    outcome: dict[str, Any] = {}  # config hash -> JobReturn, or "completed" / "killed"
-    others: dict[str, Any] = {}  # config hash -> the run of another launcher that has it
-    status = RunStatus.KILLED
-    try:
+    def order(self) -> None:
+        """One cost model: jobs launched longest first, in the order the estimate timed them;
+        short jobs handed to the workers several at a time."""
+        est = self.est
+        if est is not None:
+            job_s = {e.config_hash: e.job_s for e in est.jobs}
+            for j in self.todo:
+                j.cost = job_s[j.config_hash]
+        self.todo = plan.longest_first(self.todo)
+        if est is not None:
+            workers.batch_short_jobs(self.launcher, [j.run_s for j in est.jobs], self.n_workers)
+
+    def launch(self) -> None:
+        """Every job run (ASHA: the ladder; tpe: round after round, each told the results
+        before), then the configurations other launchers held, waited for."""
+        settings, ledger, halver, search = self.settings, self.ledger, self.halver, self.search
+        launcher, outcome, parent = self.launcher, self.outcome, self.parent
         if halver is not None:  # its own progress line; every launcher shares the ladder
-            halver.run(launcher, n_workers, is_worker_loss, job_error)
+            halver.run(launcher, self.n_workers, is_worker_loss, job_error)
             outcome.update(halver.outcome)
             halver.stop_paused()
-        with progress.Progress(todo if halver is None else [], ledger, parent, est, n_workers,
-                               elsewhere=elsewhere if wait else ()) as prog:
+        with progress.Progress(self.todo if halver is None else [], ledger, parent, self.est,
+                               self.n_workers,
+                               elsewhere=self.elsewhere if self.wait else ()) as prog:
             if halver is None:
-                launch_all(launcher, todo, outcome, ledger, parent, settings.max_batch_size)
+                launch_all(launcher, self.todo, outcome, ledger, parent, settings.max_batch_size)
             while search is not None and search.adaptive:  # tpe: told, then the next round
-                new = search.next_round(ledger.runs(), n_workers)
+                new = search.next_round(ledger.runs(), self.n_workers)
                 if not new:
                     break
                 t, d, _ = split(new, ledger.settle(ledger.runs()), settings.rerun,
                                 ledger.heartbeat_timeout_s)
-                launching(t)
-                jobs, todo, done = jobs + new, todo + t, done + d
+                self.launching(t)
+                self.jobs, self.todo, self.done = self.jobs + new, self.todo + t, self.done + d
                 prog.add(t)
                 launch_all(launcher, t, outcome, ledger, parent, settings.max_batch_size)
             if ledger is not None and halver is None:  # (asha: the ladder waits for them)
-                elsewhere += _claimed_elsewhere(todo, outcome)
-                if elsewhere and wait:
-                    prog.elsewhere.update(j.config_hash for j in elsewhere)
+                self.elsewhere += _claimed_elsewhere(self.todo, outcome)
+                if self.elsewhere and self.wait:
+                    prog.elsewhere.update(j.config_hash for j in self.elsewhere)
                     log.info("Waiting for %d configurations held by live runs of other "
                              "launchers (hydra.sweeper.leave_to_others=true would leave them "
-                             "to those runs)", len(elsewhere))
-                    others = wait_for_others(launcher, elsewhere, outcome, ledger, parent,
-                                             settings.max_batch_size, prog)
-        status = RunStatus.FINISHED
+                             "to those runs)", len(self.elsewhere))
+                    self.others = wait_for_others(launcher, self.elsewhere, outcome, ledger,
+                                                  parent, settings.max_batch_size, prog)
+        self.status = RunStatus.FINISHED
         workers.release(launcher)  # idle now: not waited for at exit
-    finally:
-        # machine faults met by the jobs or here: the store's writes below may meet them
-        # too; each is said once, after the summary
+
+    def close(self) -> tuple[dict[str, int], "Faults"]:
+        """Runs left running closed, the summary, the search's and the ladder's, the report,
+        the parent run ended: each step attempted whatever happened before it. Machine faults
+        met by the jobs or here (the store's writes may meet them too) are collected, to be
+        said once, after the summary."""
+        ledger, parent, outcome, halver, search = (self.ledger, self.parent, self.outcome,
+                                                   self.halver, self.search)
+        finished = self.status == RunStatus.FINISHED
         faults = Faults(ledger.tracker.uri if ledger is not None else None)
         for ret in outcome.values():
             faults.add(job_error(ret))
         if ledger is not None:
-            faults.attempt(_close_left_running, ledger, parent, outcome,
-                           status == RunStatus.FINISHED, faults.first())
-        counts = faults.attempt(summarize, jobs, todo, done, outcome, ledger, parent, others,
-                                halver is not None)
+            faults.attempt(_close_left_running, ledger, parent, outcome, finished, faults.first())
+        counts = faults.attempt(summarize, self.jobs, self.todo, self.done, outcome, ledger,
+                                parent, self.others, halver is not None)
         if counts is None:  # the store cannot be read: from the launcher's returns
-            counts = summarize(jobs, todo, done, outcome, None, parent, others)
+            counts = summarize(self.jobs, self.todo, self.done, outcome, None, parent,
+                               self.others)
         if search is not None and ledger is not None:
             def search_summary():  # the best configuration, from the store
                 return search.summary(ledger.runs())
@@ -263,27 +351,33 @@ def _run(settings: Settings, config: DictConfig, launcher: Any,
             if lines:
                 log.info("\n".join(lines))
         if halver is not None and halver.ledger is not None:
-            lines = faults.attempt(halver.summary, n_workers)
+            lines = faults.attempt(halver.summary, self.n_workers)
             if lines:
                 log.info("\n".join(lines))
-            if parent is not None and status == RunStatus.FINISHED:
-                files = faults.attempt(halver.figure, parent, config.hydra.sweep.dir)
+            if parent is not None and finished:
+                files = faults.attempt(halver.figure, parent, self.config.hydra.sweep.dir)
                 if files:
                     log.info("Logged the ladder's figure %s on the parent run", files[0])
-        if todo or others:
-            faults.attempt(progress.report, ledger, parent, time.perf_counter() - t0, est)
+        if self.todo or self.others:
+            faults.attempt(progress.report, ledger, parent, time.perf_counter() - self.t0,
+                           self.est)
         if ledger is not None:
-            heartbeat.stop()
-            faults.attempt(_end_parent, ledger, parent, counts, status)
-    bad = [f"{counts[k]} {k}" for k in ("failed", "killed", "missing") if counts[k]]
-    if faults:
-        raise MachineFault(f"{faults}\n({', '.join(bad) or 'no job failed'} of "
-                           f"{counts['planned']} jobs; see the summary above)")
-    if bad:
-        raise SweepFailed(
-            f"{', '.join(bad)} of {counts['planned']} jobs; the others are recorded (see "
-            f"the summary above). Rerun the same command to run those again.")
-    return [[r for r in outcome.values() if isinstance(r, JobReturn)]]
+            self.heartbeat.stop()
+            faults.attempt(_end_parent, ledger, parent, counts, self.status)
+        return counts, faults
+
+    def result(self, counts: dict[str, int], faults: "Faults") -> list:
+        """Hydra's list of job returns; or the machine's faults, or the failed jobs, as one
+        error after the summary."""
+        bad = [f"{counts[k]} {k}" for k in ("failed", "killed", "missing") if counts[k]]
+        if faults:
+            raise MachineFault(f"{faults}\n({', '.join(bad) or 'no job failed'} of "
+                               f"{counts['planned']} jobs; see the summary above)")
+        if bad:
+            raise SweepFailed(
+                f"{', '.join(bad)} of {counts['planned']} jobs; the others are recorded (see "
+                f"the summary above). Rerun the same command to run those again.")
+        return [[r for r in self.outcome.values() if isinstance(r, JobReturn)]]
 
 
 def _halver(settings: Settings, tracking, search, jobs: list[plan.Job]):
