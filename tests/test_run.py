@@ -14,7 +14,7 @@ from mlp_sweeps.plan import schema
 from mlp_sweeps.record import tracking
 from mlp_sweeps.claim.ledger import Ledger, RunStatus, Tag
 from mlp_sweeps.run.job import run
-from mlp_sweeps.run.tracked import Terminated, TrackedRun
+from mlp_sweeps.run.tracked import Terminated, TrackedRun, UntrackedRun, tracked_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,6 +77,20 @@ def test_sigterm_kills_the_run(ledger, own_sigterm_handler):
     assert r.info.status == RunStatus.KILLED and r.data.tags[Tag.STATUS] == "killed"
     assert "terminated by signal" in r.data.tags[Tag.ERROR]
     assert signal.getsignal(signal.SIGTERM) is own_sigterm_handler
+
+
+def test_without_tracking_sigterm_still_ends_the_run_and_nothing_is_recorded(
+        ledger, own_sigterm_handler):
+    """tracking.enabled=false: the null run keeps the signal handling, records nothing."""
+    with pytest.raises(Terminated):
+        with tracked_run(None, "untracked", {}) as run:
+            assert isinstance(run, UntrackedRun) and run.where == "(tracking disabled)"
+            run.log_epoch({"epoch": 1, "train_loss": 0.5})
+            run.log_metrics({"x": 1.0})
+            run.flush()
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is own_sigterm_handler
+    assert ledger.tracker.runs(ledger.experiment_id) == []
 
 
 def test_run_restores_the_callers_sigterm_handler(own_sigterm_handler, tmp_path):

@@ -38,7 +38,7 @@ from mlp_sweeps.record.faults import MachineFault, diagnose
 from mlp_sweeps.record.store import resolve_uri
 from mlp_sweeps.claim.ledger import CLAIMED, Ledger, Outcome, RunStatus, Tag, outcome_of
 from mlp_sweeps.plan.space import NOT_IN_NAME  # overrides that do not change what is trained
-from mlp_sweeps.run.tracked import TrackedRun
+from mlp_sweeps.run.tracked import TrackedRun, UntrackedRun, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +102,10 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
                 log.info("%s: resuming from epoch %d of run %s", name, resume_state["epoch"],
                          source)
         # a sweep's job claims its configuration: several launchers may run one sweep
-        with TrackedRun(ledger, name, tags, parent=tr.parent_run_id,
-                        claim=bool(tr.parent_run_id), since=tr.read_at,
-                        params={k: v for k, v in container.items() if k != "tracking"},
-                        reopen=reopen) as tracked:
+        with tracked_run(ledger, name, tags, parent=tr.parent_run_id,
+                         claim=bool(tr.parent_run_id), since=tr.read_at,
+                         params={k: v for k, v in container.items() if k != "tracking"},
+                         reopen=reopen) as tracked:
             if tracked.claimed_by is not None:
                 log.info("%s: not run, claimed by run %s (%s)", name,
                          tracked.claimed_by.info.run_id, outcome_of(tracked.claimed_by))
@@ -220,7 +220,7 @@ def _tags(tcfg: TrainConfig, job: HydraJob, tr, threads: int) -> dict[str, Any]:
 
 
 def _train(cfg: DictConfig, tcfg: TrainConfig, data, job: HydraJob, name: str,
-           tracked: TrackedRun, resume_state: dict[str, Any] | None, threads: int,
+           tracked: TrackedRun | UntrackedRun, resume_state: dict[str, Any] | None, threads: int,
            stop_at: int | None = None):
     """:func:`mlp.train` with every epoch logged (and shown), checkpoints saved and logged."""
     bar = _progress(tcfg.epochs, enabled=cfg.get("progress", True) and not job.multirun,

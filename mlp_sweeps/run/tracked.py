@@ -35,7 +35,56 @@ def _on_sigterm(signum, frame):
     raise Terminated(f"terminated by signal {signum}")
 
 
-class TrackedRun:
+class _Run:
+    """A run's signal handling: inside it, SIGTERM raises :class:`Terminated` (in the main
+    thread; the previous handler is restored on exit)."""
+
+    _previous_handler: Any = None
+
+    def _catch_sigterm(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGTERM, self._previous_handler)
+            self._previous_handler = None
+
+
+class UntrackedRun(_Run):
+    """A run with tracking disabled (``tracking.enabled=false``): :class:`TrackedRun`'s
+    interface, its signal handling, and nothing recorded."""
+
+    where = "(tracking disabled)"
+    run_id = claimed_by = reopened = None
+
+    def __init__(self):
+        self.outcome: str = Outcome.FINISHED
+        self.close_tags: dict[str, Any] = {}
+
+    def __enter__(self) -> "UntrackedRun":
+        self._catch_sigterm()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._restore_handler()
+        return False
+
+    def log_epoch(self, record: Mapping[str, Any]) -> None: ...
+    def log_dataset(self, tcfg: TrainConfig) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None: ...
+    def flush(self) -> None: ...
+    def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None: ...
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+
+
+def tracked_run(ledger: Ledger | None, name: str, tags: Mapping[str, Any],
+                **kw: Any) -> "TrackedRun | UntrackedRun":
+    """The run's life in ``ledger``'s store, or an :class:`UntrackedRun` without one."""
+    return UntrackedRun() if ledger is None else TrackedRun(ledger, name, tags, **kw)
+
+
+class TrackedRun(_Run):
     """One run's life in the store, as a context manager.
 
     On entry: SIGTERM raises :class:`Terminated` (in the main thread; the previous handler
@@ -47,11 +96,11 @@ class TrackedRun:
     run lives, a :class:`~mlp_sweeps.claim.ledger.Heartbeat` thread refreshes its heartbeat.
     On exit: closed with :attr:`outcome` (``finished`` unless set, e.g. to
     ``diverged``); on an exception, FAILED, or KILLED for Ctrl-C / SIGTERM, with the
-    traceback in its ``error`` tag, and the exception propagates. Without a ledger
-    (tracking disabled) only the signal handling remains and logging does nothing.
+    traceback in its ``error`` tag, and the exception propagates. (Tracking disabled: an
+    :class:`UntrackedRun`, from :func:`tracked_run`.)
     """
 
-    def __init__(self, ledger: Ledger | None, name: str, tags: Mapping[str, Any],
+    def __init__(self, ledger: Ledger, name: str, tags: Mapping[str, Any],
                  parent: str | None = None, claim: bool = False, since: int | None = None,
                  params: Mapping[str, Any] | None = None,
                  reopen: tuple[str, int] | None = None):
@@ -65,50 +114,45 @@ class TrackedRun:
         self.claimed_by: Any = None  # the run that has this configuration (claim lost)
         self._heartbeat: Any = None
         self.outcome: str = Outcome.FINISHED
-        self._previous_handler: Any = None
         self._pending: list[tuple[Mapping[str, Any], int]] = []  # (metrics, step) unsent
         self._flushed = time.monotonic()
 
     @property
     def where(self) -> str:
-        if self.ledger is None:
-            return "(tracking disabled)"
         return f"run {self.run_id} in {self.ledger.tracker.uri}"
 
     def __enter__(self) -> "TrackedRun":
-        if threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+        self._catch_sigterm()
         try:
-            if self.ledger is not None:
-                from mlp_sweeps.record.tracking import flatten
+            from mlp_sweeps.record.tracking import flatten
 
-                params = flatten(self.params)
-                if self.reopen is not None:
-                    run_id, epoch = self.reopen
-                    before = self.ledger.tracker.client.get_run(run_id)
-                    got = self.ledger.reopen(run_id, epoch, self.name, self.tags,
-                                             on_start=self._beat)
-                    if got is None:  # another process continued it, or it moved on
-                        self.claimed_by = self.ledger.tracker.client.get_run(run_id)
-                        return self
-                    self.reopened = before
-                    # epochs a killed run logged past its checkpoint: trained again, the same
-                    # bit for bit, not logged twice
-                    self.logged_through = int(before.data.metrics.get("epochs_completed", 0))
-                elif self.claim:
-                    self.run_id, self.claimed_by = self.ledger.claim(
-                        self.name, self.tags, self.parent, on_start=self._beat,
-                        since=self.since, params=params,
-                        halted_rivals=Tag.RUNG in self.tags)
-                    if self.run_id is None:
-                        self._stop_heartbeat()
-                        return self
-                else:
-                    self._beat(self.ledger.start(self.name, self.tags, parent=self.parent))
-                    self.ledger.tracker.log_params(self._heartbeat.run_id, params)
-                self.run_id = self._heartbeat.run_id
-                log.info("%s: tracking as %s (experiment %r)", self.name, self.where,
-                         self.ledger.experiment)
+            params = flatten(self.params)
+            if self.reopen is not None:
+                run_id, epoch = self.reopen
+                before = self.ledger.tracker.client.get_run(run_id)
+                got = self.ledger.reopen(run_id, epoch, self.name, self.tags,
+                                         on_start=self._beat)
+                if got is None:  # another process continued it, or it moved on
+                    self.claimed_by = self.ledger.tracker.client.get_run(run_id)
+                    return self
+                self.reopened = before
+                # epochs a killed run logged past its checkpoint: trained again, the same
+                # bit for bit, not logged twice
+                self.logged_through = int(before.data.metrics.get("epochs_completed", 0))
+            elif self.claim:
+                self.run_id, self.claimed_by = self.ledger.claim(
+                    self.name, self.tags, self.parent, on_start=self._beat,
+                    since=self.since, params=params,
+                    halted_rivals=Tag.RUNG in self.tags)
+                if self.run_id is None:
+                    self._stop_heartbeat()
+                    return self
+            else:
+                self._beat(self.ledger.start(self.name, self.tags, parent=self.parent))
+                self.ledger.tracker.log_params(self._heartbeat.run_id, params)
+            self.run_id = self._heartbeat.run_id
+            log.info("%s: tracking as %s (experiment %r)", self.name, self.where,
+                     self.ledger.experiment)
         except BaseException as e:
             self._stop_heartbeat()
             if self._heartbeat is not None and self.run_id is None:  # created, not claimed
@@ -129,7 +173,7 @@ class TrackedRun:
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
             self._stop_heartbeat()
-            if self.ledger is not None and self.run_id is not None:
+            if self.run_id is not None:
                 if exc is None:  # the metrics not yet sent go with the outcome: one request
                     pending, self._pending = self._pending, []
                     self.ledger.close(self.run_id, self.outcome, metrics=pending,
@@ -154,11 +198,6 @@ class TrackedRun:
             self._restore_handler()
         return False
 
-    def _restore_handler(self) -> None:
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGTERM, self._previous_handler)
-            self._previous_handler = None
-
     # what a run records -------------------------------------------------------------------
     def log_epoch(self, record: Mapping[str, Any]) -> None:
         """One history record (``epoch`` and its metrics), at step = epoch, with
@@ -173,8 +212,7 @@ class TrackedRun:
 
     def log_dataset(self, tcfg: TrainConfig) -> None:
         """The run's data as an MLflow dataset input (:func:`dataset_input`)."""
-        if self.ledger is not None:
-            self.ledger.tracker.log_dataset(self.run_id, *dataset_input(tcfg))
+        self.ledger.tracker.log_dataset(self.run_id, *dataset_input(tcfg))
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
         """``metrics`` at ``step``, sent with the epochs not yet sent at the next
@@ -184,16 +222,14 @@ class TrackedRun:
     def flush(self) -> None:
         """Send the metrics not yet sent, in one request."""
         pending, self._pending, self._flushed = self._pending, [], time.monotonic()
-        if self.ledger is not None and pending:
+        if pending:
             self.ledger.tracker.log_metric_steps(self.run_id, pending)
 
     def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
-        if self.ledger is not None:
-            self.ledger.tracker.log_artifacts(self.run_id, paths, artifact_path)
+        self.ledger.tracker.log_artifacts(self.run_id, paths, artifact_path)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        if self.ledger is not None:
-            self.ledger.tracker.set_tags(self.run_id, tags)
+        self.ledger.tracker.set_tags(self.run_id, tags)
 
 
 def dataset_input(tcfg: TrainConfig) -> tuple[str, str, str, dict[str, Any]]:
