@@ -180,6 +180,9 @@ def test_asha_promotes_from_checkpoints_in_the_same_run_bit_for_bit(tmp_path):
     trained = sum(int(r.data.metrics["epochs_completed"]) for r in jobs)
     assert 21 <= trained < 81
     assert f"epochs trained: {trained} of the full grid's 81" in out
+    # the budget estimated before it ran: synchronous halving's 21 epochs
+    assert "successive halving (eta 3, rungs 1, 3, 9): about 21 epochs of 9 configurations, " \
+        "26% of the grid's 81" in out and "] estimate: " in out
     went_on = sum(int(r.data.metrics["epochs_completed"]) > 1 for r in jobs)
     assert f"rung 0 (  1 epochs):   9 configurations, {went_on:>3} went on" in out
     assert "workers busy" in out and "Pareto front" in out

@@ -399,3 +399,23 @@ def test_the_launch_cost_counts_the_data_a_job_trains_on():
     full_data = TrainConfig(hidden_size=256, epochs=1)
     assert cost(full_data) > 2 * cost(small_data)
     assert cost(TrainConfig(epochs=2)) == pytest.approx(2 * cost(TrainConfig(epochs=1)), rel=0.2)
+
+
+def test_successive_halvings_budget_is_li_et_als():
+    """81 configurations x 81 epochs, eta 3, survivors resumed: 297 epochs (Li et al.); a
+    ladder estimate is the grid's scaled by that share, its wall time the runs' over the
+    workers plus the sweep's overhead."""
+    assert schedule.ladder_share([1, 3, 9, 27, 81], 3) * 81 * 81 == pytest.approx(297)
+    assert schedule.ladder_share([1, 3, 9], 3) * 9 * 9 == pytest.approx(21)
+    assert schedule.ladder_share([5], 3) == 1.0  # one rung: the grid
+    configs = [TrainConfig(epochs=9, hidden_size=h, data={"train_limit": 1000})
+               for h in (16, 32, 64)] * 3
+    grid = schedule.for_jobs(configs, 2, load=False)
+    ladder = schedule.LadderEstimate(grid, [1, 3, 9], 3)
+    assert ladder.total_s == pytest.approx(grid.total_s * 21 / 81)
+    assert ladder.rung_jobs == pytest.approx(9 + 3 + 1)
+    assert ladder.wall_s == pytest.approx((ladder.total_s + 13 * schedule.JOB_OVERHEAD_S) / 2
+                                          + grid.sweep_overhead_s)
+    first, how_sure, last = ladder.lines()
+    assert "about 21 epochs of 9 configurations, 26% of the grid's 81" in first
+    assert LINE.match(last) and last == schedule.estimate_line(ladder.total_s, ladder.wall_s, 2)

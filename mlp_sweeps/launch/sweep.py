@@ -216,15 +216,15 @@ class _Sweep:
             raise
 
     def size(self) -> None:
-        """Workers at once, BLAS threads per job, and the estimate for them (not for ASHA:
-        successive halving's budget is not estimated yet)."""
-        config = self.config
+        """Workers at once, BLAS threads per job, and the estimate for them (ASHA: its
+        budget's, logged; the jobs' order and the closing comparison are the grid's only)."""
+        config, halver = self.config, self.halver
         self.n_workers = parallelism.launcher_workers(OmegaConf.select(config, "hydra.launcher"),
                                                       len(self.todo))
         self.threads = parallelism.sweep_threads(config, len(self.todo))
-        if self.halver is None:
-            self.est = progress.estimate_sweep(
-                self.todo, self.n_workers, self.threads or config.get("blas_threads"), self.runs)
+        self.est = progress.estimate_sweep(
+            self.todo, self.n_workers, self.threads or config.get("blas_threads"), self.runs,
+            ladder=None if halver is None else (halver.ladder, halver.eta))
 
     def prepare(self) -> None:
         """Workers joined (released if nothing will run), the cluster reached (an unreachable

@@ -40,10 +40,13 @@ NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI (Markdo
 
 
 def estimate_sweep(todo: Sequence[Job], n_workers: int, threads: int | None,
-                   runs: Sequence[Any] | None) -> Estimate | None:
+                   runs: Sequence[Any] | None, ladder: tuple[list[int], int] | None = None
+                   ) -> Estimate | None:
     """The estimate of the jobs to run, learned from ``runs`` (every run of the experiment,
     as the sweep read them; None if not tracking), logged; None if it cannot be made (said,
-    never fatal)."""
+    never fatal). With ``ladder`` (an ASHA sweep's rungs and eta), successive halving's
+    budget is logged instead (:class:`~mlp_sweeps.plan.cost.schedule.LadderEstimate`), and
+    None returned: its jobs are not launched as a list."""
     from mlp_sweeps.plan.cost import schedule as estimate
     from mlp_sweeps.run.job import run_name
 
@@ -60,6 +63,10 @@ def estimate_sweep(todo: Sequence[Job], n_workers: int, threads: int | None,
                                 hashes=[j.config_hash for j in todo], threads=threads)
     except Exception as e:  # noqa: BLE001 - an estimate must not stop a sweep
         log.warning("No estimate: %s: %s", type(e).__name__, e)
+        return None
+    if ladder is not None:
+        for line in estimate.LadderEstimate(est, *ladder).lines():
+            log.info(line)
         return None
     table, *rest = est.lines()
     log.info("Estimate of each job's run time (longest first, as launched):\n%s", table)

@@ -194,3 +194,56 @@ def for_jobs(configs: Sequence[TrainConfig], n_jobs: int, runs: pd.DataFrame | N
     over = SWEEP_OVERHEAD_S * slowdown
     return Estimate(jobs, n_jobs, threads, makespan + over, over, load or None, slowdown,
                     len(rates.measured), rates.measure_s, rates.machine)
+
+
+def ladder_share(ladder: Sequence[int], eta: int) -> float:
+    """The share of a grid's epochs successive halving trains, survivors resumed from their
+    checkpoints: of the configurations, 1/eta^k reach rung k (``ladder[k]`` epochs), each
+    training on from the rung before. 81 configurations x 81 epochs at eta 3 (rungs 1, 3,
+    9, 27, 81): 297 epochs of the grid's 6,561 (Li et al., JMLR 2018)."""
+    before, share = 0, 0.0
+    for k, epochs in enumerate(ladder):
+        share += (epochs - before) / eta ** k
+        before = epochs
+    return share / ladder[-1]
+
+
+@dataclass
+class LadderEstimate:
+    """An ASHA sweep's cost: the grid's estimate (:func:`for_jobs`, every configuration to
+    its last rung) scaled by successive halving's budget (:func:`ladder_share`), if 1/eta of
+    the configurations reaching each rung go on. Its workers have no barrier to wait at, so
+    the wall time is the runs' time over the workers."""
+
+    grid: Estimate
+    ladder: list[int]
+    eta: int
+
+    @property
+    def share(self) -> float:
+        return ladder_share(self.ladder, self.eta)
+
+    @property
+    def rung_jobs(self) -> float:
+        """Jobs the ladder launches: one per configuration and rung it trains to."""
+        return sum(len(self.grid.jobs) / self.eta ** k for k in range(len(self.ladder)))
+
+    @property
+    def total_s(self) -> float:
+        return self.grid.total_s * self.share
+
+    @property
+    def wall_s(self) -> float:
+        per_job = JOB_OVERHEAD_S * self.grid.slowdown
+        return ((self.total_s + self.rung_jobs * per_job) / max(1, self.grid.n_workers)
+                + self.grid.sweep_overhead_s)
+
+    def lines(self) -> list[str]:
+        """The budget, how sure the grid's estimate is, and the ``estimate:`` line last."""
+        n, epochs = len(self.grid.jobs), self.ladder[-1]
+        return [f"successive halving (eta {self.eta}, rungs {', '.join(map(str, self.ladder))}):"
+                f" about {n * epochs * self.share:,.0f} epochs of {n} configurations, "
+                f"{self.share:.0%} of the grid's {n * epochs:,} (if 1/{self.eta} of those "
+                f"reaching each rung go on); the grid would take {_secs(self.grid.total_s)} s "
+                f"of runs", self.grid.lines()[1],
+                estimate_line(self.total_s, self.wall_s, self.grid.n_workers)]
