@@ -148,3 +148,19 @@ def test_pause_and_resume_are_bit_for_bit_the_straight_run():
     again = train(cfg, threads=1, stop_at=1, resume=states[0])
     assert again.status == "paused" and len(again.history) == 1
     assert "val_acc" in straight.history[-1] and straight.metrics["final_val_acc"] > 0
+
+
+def test_the_asha_progress_line_counts_epochs_against_the_budget_with_an_eta():
+    """5 configurations paused at rung 0 (1 epoch each), one running to rung 1 (its first
+    epoch counted), 9-epoch rungs 1, 3, 9 at eta 3: 6 of the budget's 14 epochs
+    (6 x 21/81 x 9) in 60 s: 80 s to go at that pace; before any epoch, no ETA."""
+    from mlp_sweeps.launch.asha import Asha
+
+    names = "abcdef"
+    jobs = [SimpleNamespace(config=SimpleNamespace(epochs=9), config_hash=n,
+                            overrides=[f"x={n}"]) for n in names]
+    asha = Asha(jobs, 3, 1, "val_acc", True, ledger=None)
+    state = _ladder({n: {1: 0.5} for n in names[:5]} | {"f": {}}, running=("f",))
+    assert asha.eta_text(state, 60.0) == "6/14 epochs of the budget | elapsed 1:00 | ETA 1:20"
+    new = _ladder({n: {} for n in names})
+    assert asha.eta_text(new, 5.0) == "0/14 epochs of the budget | elapsed 0:05"

@@ -190,10 +190,28 @@ class Asha:
             return
         self._said = now
         try:
-            line = self.line(self.read())
+            state = self.read()
+            line = self.line(state)
         except Exception:  # noqa: BLE001 - a progress line must not stop a sweep
             return
-        log.info("%s | elapsed %s", line, _clock(now - t0))
+        log.info("%s | %s", line, self.eta_text(state, now - t0))
+
+    def eta_text(self, state: dict[tuple, halving.Trial], elapsed: float) -> str:
+        """``21/81 epochs of the budget | elapsed 0:12 | ETA 0:30``: the epochs trained at
+        the rungs reached (a running job counts once it ends) against successive halving's
+        budget (:func:`~mlp_sweeps.plan.cost.schedule.ladder_share`), the ETA at the pace so
+        far. Asynchronous promotions can train past the budget: then no ETA."""
+        from mlp_sweeps.plan.cost.schedule import ladder_share
+
+        seeds = [s for t in state.values() for s in t.seeds]
+        done = sum(self.ladder[s.rung] if s.state in ("idle", "finished") else
+                   self.ladder[s.rung - 1] if s.state == "running" and s.rung > 0 else 0
+                   for s in seeds)
+        budget = round(ladder_share(self.ladder, self.eta) * len(seeds) * self.epochs)
+        text = f"{done}/{budget} epochs of the budget | elapsed {_clock(elapsed)}"
+        if 0 < done < budget:
+            text += f" | ETA {_clock(elapsed * (budget - done) / done)}"
+        return text
 
     def line(self, state: dict[tuple, halving.Trial]) -> str:
         """``rung 2/4: 9 running, 3 promoted, 12 paused, 4 finished``."""
