@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["data.train_limit=1000", "data.test_limit=300", "hidden_size=16", "epochs=2",
          "test_every=1", "lr=1e-3"]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("export")]  # its store built once, on one worker
 
 
 def _train(*args: str, cwd: Path, preexec_fn=None) -> subprocess.CompletedProcess:
