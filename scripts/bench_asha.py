@@ -39,7 +39,7 @@ ASHA = ["hydra.sweeper.scheduler=asha", "hydra.sweeper.asha.eta=3",
         "hydra.sweeper.asha.min_epochs=1"]
 
 
-def _sweep(uri: str, experiment: str, extra: list[str], out: Path) -> float:
+def _sweep(uri: str, experiment: str, extra: list[str], out: Path) -> tuple[float, str]:
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", *GRID, *DATA, *extra,
                         f"tracking.uri={uri}", f"tracking.experiment={experiment}",
@@ -59,7 +59,7 @@ def ladder(out: Path) -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     uri = f"sqlite:///{out / 'mlflow.db'}"
-    grid_wall, _ = _sweep(uri, "grid", [], out)
+    grid_wall, grid_text = _sweep(uri, "grid", [], out)
     asha_wall, text = _sweep(uri, "asha", ASHA, out)
     client = MlflowClient(uri)
 
@@ -95,6 +95,12 @@ def ladder(out: Path) -> None:
           f"to the grid's run: {sum(same)} of {len(top)}")
     busy = [line for line in text.splitlines() if line.startswith("workers busy")]
     print(busy[0] if busy else "workers busy: (not reported)")
+    for label, log, wall in (("grid", grid_text, grid_wall), ("asha", text, asha_wall)):
+        said = [line.split("] ", 1)[-1] for line in log.splitlines()
+                if "] estimate: " in line or "] successive halving (" in line]
+        for line in said:
+            print(f"{label}, before it ran: {line}")
+        print(f"{label}, measured: {wall:.0f} s wall (the command's, start-up included)")
 
 
 def pause(repeat: int, train_limit: int) -> None:
