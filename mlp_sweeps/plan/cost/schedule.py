@@ -243,7 +243,7 @@ class LadderEstimate:
         n, epochs = len(self.grid.jobs), self.ladder[-1]
         return [f"successive halving (eta {self.eta}, rungs {', '.join(map(str, self.ladder))}):"
                 f" about {n * epochs * self.share:,.0f} epochs of {n} configurations, "
-                f"{self.share:.0%} of the grid's {n * epochs:,} (if 1/{self.eta} of those "
-                f"reaching each rung go on); the grid would take {_secs(self.grid.total_s)} s "
-                f"of runs", self.grid.lines()[1],
+                f"{self.share:.0%} of the grid's {n * epochs:,}, if 1/{self.eta} of those "
+                f"reaching each rung go on (promotions made before every configuration reached "
+                f"a rung add to it); the grid would take {_secs(self.grid.total_s)} s of runs", self.grid.lines()[1],
                 estimate_line(self.total_s, self.wall_s, self.grid.n_workers)]
