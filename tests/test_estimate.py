@@ -417,5 +417,6 @@ def test_successive_halvings_budget_is_li_et_als():
     assert ladder.wall_s == pytest.approx((ladder.total_s + 13 * schedule.JOB_OVERHEAD_S) / 2
                                           + grid.sweep_overhead_s)
     first, how_sure, last = ladder.lines()
+    assert how_sure == grid.how_sure() == grid.lines()[1]
     assert "about 21 epochs of 9 configurations, 26% of the grid's 81" in first
     assert LINE.match(last) and last == schedule.estimate_line(ladder.total_s, ladder.wall_s, 2)

@@ -80,8 +80,11 @@ def test_sigterm_kills_the_run(ledger, own_sigterm_handler):
 
 
 def test_without_tracking_sigterm_still_ends_the_run_and_nothing_is_recorded(
-        ledger, own_sigterm_handler):
-    """tracking.enabled=false: the null run keeps the signal handling, records nothing."""
+        own_sigterm_handler, tmp_path, monkeypatch):
+    """tracking.enabled=false: the null run keeps the signal handling, and writes nothing
+    (no default store in the folder it runs in)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(Terminated):
         with tracked_run(None, "untracked", {}) as run:
             assert isinstance(run, UntrackedRun) and run.where == "(tracking disabled)"
@@ -90,7 +93,7 @@ def test_without_tracking_sigterm_still_ends_the_run_and_nothing_is_recorded(
             run.flush()
             os.kill(os.getpid(), signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is own_sigterm_handler
-    assert ledger.tracker.runs(ledger.experiment_id) == []
+    assert run.run_id is None and list(tmp_path.iterdir()) == []
 
 
 def test_run_restores_the_callers_sigterm_handler(own_sigterm_handler, tmp_path):

@@ -24,6 +24,7 @@ from mlp_sweeps.record import snapshot
 from mlp_sweeps.claim.ledger import SWEEP_PARENT, Tag, latest_by_config, outcome_of
 from mlp_sweeps.record.store import resolve_uri
 
+
 def _column_type(annotation: Any, default: Any) -> type:
     """The frame's type for a config value: str, int, or float (also for an optional
     number: None becomes NaN)."""
@@ -38,11 +39,19 @@ def _column_type(annotation: Any, default: Any) -> type:
     return str
 
 
-def _params() -> dict[str, tuple[str, type]]:
+def _is_int(annotation: Any) -> bool:
+    """Whether a config field holds an int (``int``, ``int | None``), whatever its column's
+    type (an optional int's column is float: None becomes NaN)."""
+    text = str(annotation)
+    return "int" in text and "float" not in text and "bool" not in text
+
+
+def _params() -> tuple[dict[str, tuple[str, type]], set[str]]:
     """MLflow param key -> (column, type), generated from the core's configuration: the
     activation, the loss with its reduction and every loss's parameters (numbers as float,
     e.g. focal's alpha, a number or a list, as str), the optimizer and every optimizer's
-    parameters, the flat training settings, then the data settings (``data.name`` as ``data``; the folder is left out)."""
+    parameters, the flat training settings, then the data settings (``data.name`` as
+    ``data``; the folder is left out); and the keys of the settings that are ints."""
     out: dict[str, tuple[str, type]] = {"activation.name": ("activation", str),
                                         "loss.name": ("loss", str),
                                         "loss.reduction": ("loss.reduction", str)}
@@ -55,20 +64,23 @@ def _params() -> dict[str, tuple[str, type]]:
     for name in optim.names():
         for p in optim.params(name):
             out.setdefault(f"optimizer.{p}", (f"optimizer.{p}", float))
+    ints: set[str] = set()
     for f in fields(TrainConfig):
         if f.name not in ("activation", "loss", "loss_params", "optimizer", "optimizer_params",
                           "data"):
             out[f.name] = (f.name, _column_type(f.type, f.default))
+            ints |= {f.name} if _is_int(f.type) else set()
     for f in fields(DataConfig):
         if f.name == "name":
             out["data.name"] = ("data", str)
         elif f.name != "root":
             out[f"data.{f.name}"] = (f.name, _column_type(f.type, f.default))
-    return out
+            ints |= {f"data.{f.name}"} if _is_int(f.type) else set()
+    return out, ints
 
 
-# MLflow param key -> column, with its type
-PARAMS = _params()
+# MLflow param key -> column, with its type; the keys of int settings
+PARAMS, INT_PARAMS = _params()
 METRICS = {
     "final_train_loss": "train_loss",
     "final_test_loss": "test_loss",
@@ -96,16 +108,16 @@ def _typed(value: str | None, kind):
 def param_values(row) -> dict[str, Any]:
     """A runs-frame row's settings as the tracker logged them: MLflow param key (:data:`PARAMS`)
     -> the config's value (None where the row has none), the inverse of the frame's typing:
-    an optional int (a data limit) read as a float column is an int again, a list setting
-    (focal's per-class alpha) a list."""
+    an int setting read as a float column (an optional one: a data limit) is an int again,
+    a list setting (focal's per-class alpha) a list."""
     out: dict[str, Any] = {}
-    for key, (column, kind) in PARAMS.items():
+    for key, (column, _) in PARAMS.items():
         value = row.get(column)
         if value is None or (isinstance(value, float) and np.isnan(value)):
             out[key] = None
             continue
         value = value.item() if isinstance(value, np.generic) else value
-        if isinstance(value, float) and value.is_integer() and (kind is int or key.startswith("data.")):
+        if key in INT_PARAMS and isinstance(value, float) and value.is_integer():
             value = int(value)
         elif isinstance(value, str) and value[:1] == "[":
             value = json.loads(value)

@@ -118,6 +118,12 @@ class Estimate:
 
     def lines(self) -> list[str]:
         """The table, how sure it is, and the machine-readable ``estimate:`` line last."""
+        return [self.table(), self.how_sure(),
+                estimate_line(self.total_s, self.wall_s, self.n_workers)]
+
+    def how_sure(self) -> str:
+        """Jobs, workers and threads; the uncertainty and what it rests on; the load; the
+        rates' source."""
         n = len(self.jobs)
         blas = self.machine.split(" | ")[1] if self.machine.count(" | ") >= 2 else "?"
         src = (f"rates ({blas}): {self.measured} kernels measured now in "
@@ -125,11 +131,9 @@ class Estimate:
         busy = "" if self.load is None else (
             f"machine load now: {self.load.competing():.1f} other threads on "
             f"{os.cpu_count() or 1} cores{self._niced()}: runs x{self.slowdown:.2f}; ")
-        return [self.table(),
-                f"{n} job{'s' * (n != 1)} on {self.n_workers} workers x {self.threads} BLAS "
+        return (f"{n} job{'s' * (n != 1)} on {self.n_workers} workers x {self.threads} BLAS "
                 f"thread{'s' * (self.threads != 1)}; +-{self.uncertainty:.0%} "
-                f"({self.basis}); {busy}{src}",
-                estimate_line(self.total_s, self.wall_s, self.n_workers)]
+                f"({self.basis}); {busy}{src}")
 
 
 def estimate_line(total_s: float, wall_s: float, n_workers: int) -> str:
@@ -245,5 +249,6 @@ class LadderEstimate:
                 f" about {n * epochs * self.share:,.0f} epochs of {n} configurations, "
                 f"{self.share:.0%} of the grid's {n * epochs:,}, if 1/{self.eta} of those "
                 f"reaching each rung go on (promotions made before every configuration reached "
-                f"a rung add to it); the grid would take {_secs(self.grid.total_s)} s of runs", self.grid.lines()[1],
+                f"a rung add to it); the grid would take {_secs(self.grid.total_s)} s of runs",
+                self.grid.how_sure(),
                 estimate_line(self.total_s, self.wall_s, self.grid.n_workers)]
