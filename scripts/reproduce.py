@@ -13,6 +13,7 @@
     python scripts/reproduce.py --only activations,losses --seeds 3   # the tables at 3 seeds
     python scripts/reproduce.py --profile quick          # 2 epochs on 5000 examples: a smoke run
     python scripts/reproduce.py --report-only            # the report from reports/evidence/ alone
+    python scripts/reproduce.py --only batch_size --seeds 3 --rerun   # train those again
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def sweep_command(prof: dict, only: list[str], seeds: list[int], args) -> list[s
         cmd.append(f"hydra.launcher.n_jobs={args.jobs}")
     if args.uri:
         cmd.append(f"tracking.uri={args.uri}")
+    if args.rerun:
+        cmd.append("hydra.sweeper.rerun=true")
     return cmd
 
 
@@ -80,6 +83,10 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, help="parallel worker processes (default: cores)")
     ap.add_argument("--experiment", default="study")
     ap.add_argument("--uri", help="tracking URI (default: the project's store)")
+    ap.add_argument("--rerun", action="store_true",
+                    help="train the chosen grids again even where their runs finished (e.g. "
+                         "to record what older runs did not); the new runs replace the old "
+                         "ones in the evidence")
     ap.add_argument("--out", help="report folder (default: reports/ for the full profile, "
                                   "outputs/reproduce-quick/ for the quick one)")
     ap.add_argument("--report-only", action="store_true",

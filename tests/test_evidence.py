@@ -100,6 +100,48 @@ def test_merge_prefers_the_newer_run_of_a_configuration():
     assert "run0" not in set(merged.curves["run_id"])
 
 
+def test_a_configuration_rerun_for_one_grid_stays_in_its_other_grids():
+    old, new = _evidence(), _evidence()
+    new.runs = new.runs.iloc[:1].assign(run_id="rerun0", grid="batch_size")
+    merged = old.merged(new)
+    row = merged.runs[merged.runs["config_hash"] == f"{0:016x}"].iloc[0]
+    assert row["run_id"] == "rerun0" and row["grid"] == "activations,lr,batch_size"
+    assert set(merged.runs["grid"]) == {"activations,lr,batch_size", "activations,lr"}
+
+
+def _with_steps(ev: Evidence) -> Evidence:
+    ev.steps = pd.DataFrame([("run0", k, it, v) for it in (50, 100, 150)
+                             for k, v in (("batch_train_loss", 1 / it),
+                                          ("batch_train_acc", 0.5 + it / 1000))],
+                            columns=["run_id", "key", "iteration", "value"])
+    return ev
+
+
+def test_step_curves_write_read_restore_and_read_back_at_their_iterations(tmp_path):
+    ev = _with_steps(_evidence())
+    ev.write(tmp_path / "evidence")
+    back = Evidence.read(tmp_path / "evidence")
+    key = ["run_id", "key", "iteration"]
+    pd.testing.assert_frame_equal(back.steps.sort_values(key).reset_index(drop=True),
+                                  ev.steps.sort_values(key).reset_index(drop=True),
+                                  check_dtype=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert restore(uri, "study", back) == 3
+    again = Evidence.from_store(uri, "study")
+    (rid,) = again.runs.loc[again.runs["run_name"] == "activation=relu", "run_id"]
+    got = again.steps[again.steps["run_id"] == rid].sort_values(["key", "iteration"])
+    assert list(got["iteration"]) == [50, 100, 150] * 2
+    assert list(got["value"]) == pytest.approx([0.55, 0.6, 0.65, 1 / 50, 1 / 100, 1 / 150])
+    # epoch curves are not mixed with the iterations
+    assert len(again.curves[again.curves["run_id"] == rid]) == 7
+
+
+def test_evidence_without_step_curves_writes_no_step_file(tmp_path):
+    _evidence().write(tmp_path / "evidence")
+    assert not (tmp_path / "evidence" / "steps.csv.gz").exists()
+    assert Evidence.read(tmp_path / "evidence").steps.empty
+
+
 def test_merge_into_empty_evidence_keeps_the_column_types():
     merged = Evidence.read(Path("/nonexistent")).merged(_evidence())
     assert merged.runs["lr"].dtype == float and merged.runs["depth"].dtype.kind == "i"

@@ -7,6 +7,8 @@ and a new machine loses no finished run.
 - ``runs.csv``: one row per completed run (finished or diverged; the one that counts for
   its configuration): identity, grids, training settings, final metrics, time;
 - ``curves.csv.gz``: their per-epoch metrics (run_id, key, epoch, value);
+- ``steps.csv.gz``: the batch metrics of runs that logged them every ``log_every_steps``
+  training steps (run_id, key, iteration, value): the study's training curves;
 - ``timing.csv``: the controlled timing pass (:mod:`mlp_sweeps.report.study.timing`);
 - ``manifest.json``: the commands whose runs these are, the machine and BLAS kernel of the
   timing pass.
@@ -31,6 +33,8 @@ from mlp_sweeps.read.results import (CONFIG_COLUMNS, METRICS, load_runs, metric_
 RUN_COLUMNS = ["run_id", "run_name", "status", "config_hash", "grid", "start_time",
                *CONFIG_COLUMNS, *METRICS.values()]
 CURVE_KEYS = ("train_loss", "test_loss", "train_acc", "test_acc")
+STEP_KEYS = ("batch_train_loss", "batch_train_acc")
+STEP_COLUMNS = ["run_id", "key", "iteration", "value"]
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Evidence:
     curves: pd.DataFrame
     timing: pd.DataFrame = field(default_factory=pd.DataFrame)
     manifest: dict = field(default_factory=dict)
+    steps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STEP_COLUMNS))
 
     @classmethod
     def from_store(cls, uri: str | None, experiment: str) -> "Evidence":
@@ -46,7 +51,9 @@ class Evidence:
         runs = load_runs(uri, experiment)
         runs = runs[runs["status"].isin(RESULTS)][RUN_COLUMNS].reset_index(drop=True)
         curves = metric_histories(uri, runs["run_id"], CURVE_KEYS)
-        return cls(runs, curves)
+        steps = metric_histories(uri, runs["run_id"], STEP_KEYS).rename(
+            columns={"epoch": "iteration"})
+        return cls(runs, curves, steps=steps)
 
     @classmethod
     def read(cls, folder: Path) -> "Evidence":
@@ -65,7 +72,9 @@ class Evidence:
             else pd.DataFrame()
         manifest = json.loads((folder / "manifest.json").read_text()) \
             if (folder / "manifest.json").exists() else {}
-        return cls(runs, curves, timing, manifest)
+        steps = pd.read_csv(folder / "steps.csv.gz") if (folder / "steps.csv.gz").exists() \
+            else pd.DataFrame(columns=STEP_COLUMNS)
+        return cls(runs, curves, timing, manifest, steps)
 
     def write(self, folder: Path) -> None:
         folder = Path(folder)
@@ -76,24 +85,35 @@ class Evidence:
         # mtime 0: the same curves give the same bytes
         curves.to_csv(folder / "curves.csv.gz", index=False, float_format="%.8g",
                       compression={"method": "gzip", "mtime": 0})
+        if not self.steps.empty:
+            steps = self.steps.sort_values(["run_id", "key", "iteration"], kind="stable")
+            steps.to_csv(folder / "steps.csv.gz", index=False, float_format="%.8g",
+                         compression={"method": "gzip", "mtime": 0})
         if not self.timing.empty:
             self.timing.to_csv(folder / "timing.csv", index=False, float_format="%.6g")
         (folder / "manifest.json").write_text(json.dumps(self.manifest, indent=2,
                                                          sort_keys=True) + "\n")
 
     def merged(self, newer: "Evidence") -> "Evidence":
-        """These runs updated by ``newer``'s: per configuration, newer wins."""
+        """These runs updated by ``newer``'s: per configuration, newer wins, and belongs to
+        the grids of both (a configuration rerun for one grid stays in the others)."""
         def concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
             # typed as if read from one file (an empty side would make every column object)
             return pd.concat([f for f in (a, b) if not f.empty] or [a]).infer_objects()
 
-        runs = concat(self.runs, newer.runs).drop_duplicates("config_hash", keep="last")
+        runs = concat(self.runs, newer.runs)
+        grids = runs.groupby("config_hash", sort=False)["grid"].agg(_union)
+        runs = runs.drop_duplicates("config_hash", keep="last").copy()
+        runs["grid"] = runs["config_hash"].map(grids)
         keep = set(runs["run_id"])
         curves = concat(self.curves, newer.curves)
         curves = curves[curves["run_id"].isin(keep)].drop_duplicates(
             ["run_id", "key", "epoch"], keep="last")
+        steps = concat(self.steps, newer.steps)
+        steps = steps[steps["run_id"].isin(keep)].drop_duplicates(
+            ["run_id", "key", "iteration"], keep="last")
         return Evidence(runs.reset_index(drop=True), curves.reset_index(drop=True),
-                        self.timing, self.manifest)
+                        self.timing, self.manifest, steps.reset_index(drop=True))
 
 
 def restore(uri: str | None, experiment: str, evidence: Evidence) -> int:
@@ -110,6 +130,7 @@ def restore(uri: str | None, experiment: str, evidence: Evidence) -> int:
     have = {r.data.tags.get(Tag.CONFIG_HASH) for r in ledger.tracker.runs(ledger.experiment_id)
             if r.info.status == RunStatus.FINISHED}
     by_run = {rid: c for rid, c in evidence.curves.groupby("run_id")}
+    steps_of = {rid: c for rid, c in evidence.steps.groupby("run_id")}
     n = 0
     for row in evidence.runs.to_dict("records"):
         if row["config_hash"] in have:
@@ -123,9 +144,23 @@ def restore(uri: str | None, experiment: str, evidence: Evidence) -> int:
         steps = [] if curve is None else [
             (dict(zip(c["key"], c["value"].astype(float))), int(epoch))
             for epoch, c in curve.groupby("epoch")]
+        batch = steps_of.get(row["run_id"])
+        if batch is not None:  # the batch curves, at their iterations, as a run logs them
+            steps += [(dict(zip(c["key"], c["value"].astype(float))), int(it))
+                      for it, c in batch.groupby("iteration")]
         ledger.close(rid, row["status"], metrics=[(finals, 0), *steps])
         n += 1
     return n
+
+
+def _union(grids: pd.Series) -> str:
+    """The grid tags of one configuration's rows as one tag, each grid once, in order."""
+    seen: dict[str, None] = {}
+    for tag in grids:
+        for g in str(tag).split(","):
+            if g and g != "nan":
+                seen.setdefault(g)
+    return ",".join(seen)
 
 
 def _missing(v) -> bool:
