@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from . import activations, losses, optim
 from .data import DATASETS, NORMALIZATIONS, n_classes
-from .layers import INITS
+from .layers import DROPOUT_MASKS, INITS
 from .network import DTYPES
 
 __all__ = ["ConfigError", "DataConfig", "TrainConfig"]
@@ -51,6 +51,10 @@ class TrainConfig:
     # probability of zeroing a hidden unit in training, inverted dropout (PyTorch's meaning:
     # the study's "keep 0.8" is 0.2)
     dropout: float = 0.0
+    # how units are dropped: inverted (a new mask each step, survivors scaled by 1 / (1 - p),
+    # none in evaluation) or fixed (the study's: one random 1 - p of the units kept for the
+    # whole run, in evaluation too, unscaled). Left out of to_dict() when inverted.
+    dropout_mask: str = "inverted"
     # the weights' initialisation: normal (N(0, 0.01^2), the study's), he, xavier; biases 0
     init: str = "normal"
     lr: float = 1e-4  # learning rate
@@ -121,6 +125,8 @@ class TrainConfig:
             del d["optimizer"], d["optimizer_params"]
         if not self.data.val_size:  # the identity configurations had before it existed
             del d["data"]["val_size"]
+        if self.dropout_mask == "inverted":  # likewise
+            del d["dropout_mask"]
         return d
 
     def make_optimizer(self, params: list) -> optim.Optimizer:
@@ -158,6 +164,7 @@ class TrainConfig:
         _int("depth", self.depth, 0)
         _int("hidden_size", self.hidden_size, 1)
         _num("dropout", self.dropout, 0.0, 1.0, "[0, 1)", lo_open=False, hi_open=True)
+        _choice("dropout_mask", self.dropout_mask, list(DROPOUT_MASKS))
         _choice("init", self.init, INITS)
         _num("lr", self.lr, 0.0, math.inf, "> 0", lo_open=True)
         _num("momentum", self.momentum, 0.0, 1.0, "[0, 1)", lo_open=False, hi_open=True)

@@ -1,4 +1,5 @@
-"""Layers with parameters or randomness: Linear and (inverted) Dropout.
+"""Layers with parameters or randomness: Linear and Dropout, inverted (the default) or with
+the study's fixed mask (:data:`DROPOUT_MASKS`).
 
 Hot-path outputs are written into buffers kept per batch shape (:class:`Buffers`),
 so a training step allocates nothing large; an array a layer returns is valid until
@@ -13,7 +14,7 @@ import numpy as np
 
 from .blas import axpy, gemm_tn, gemv_t, scal
 
-__all__ = ["Buffers", "Dropout", "GradSink", "Linear", "INITS"]
+__all__ = ["Buffers", "Dropout", "DROPOUT_MASKS", "FixedDropout", "GradSink", "Linear", "INITS"]
 
 INITS = ("normal", "he", "xavier")
 
@@ -158,7 +159,11 @@ class Dropout:
     y = x * m,  m_ij = 1[r_ij >= p] / (1 - p),  r ~ U[0, 1);   dL/dx = gy * m.
     """
 
-    def __init__(self, p: float, rng: np.random.Generator | None = None):
+    #: a mask drawn per step, for the batch (a split step draws it for the whole batch)
+    fixed = False
+
+    def __init__(self, p: float, rng: np.random.Generator | None = None,
+                 width: int | None = None, dtype=np.float32):
         if not (0.0 <= p < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {p!r}")
         self.p = float(p)
@@ -192,3 +197,47 @@ class Dropout:
         if self.mask is None:
             return gy
         return np.multiply(gy, self.mask, out=out)
+
+
+class FixedDropout:
+    """The study's dropout: a random ``1 - p`` of the layer's units kept, drawn once when the
+    layer is built, the same units in every step and in evaluation, without rescaling; the
+    others output 0. (The study's code masked the units' incoming weights, so a dropped unit
+    still passed on its activated bias, a constant the next layer's bias absorbs; here the
+    unit's output is masked. Either way the network trains as a narrower one.)
+
+    y = x * m,  m_j = 1[r_j >= p],  r ~ U[0, 1)^width drawn once;   dL/dx = gy * m.
+    """
+
+    #: the same mask in every step and in evaluation
+    fixed = True
+
+    def __init__(self, p: float, rng: np.random.Generator | None = None,
+                 width: int | None = None, dtype=np.float32):
+        if not (0.0 <= p < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {p!r}")
+        if width is None or width < 1:
+            raise ValueError(f"a fixed dropout mask needs the layer's width, got {width!r}")
+        self.p = float(p)
+        rng = np.random.default_rng() if rng is None else rng
+        # drawn even at p = 0 (all kept): the stream then moves as it does at any p
+        self.mask = (rng.random(int(width)) >= self.p).astype(dtype)[None, :]
+
+    def forward(self, x: np.ndarray, train: bool = True, mask: np.ndarray | None = None,
+                out: np.ndarray | None = None) -> np.ndarray:
+        """x with the dropped units zeroed, in training and in evaluation alike."""
+        if self.p == 0.0:
+            return x
+        return np.multiply(x, self.mask, out=out)
+
+    def backward(self, gy: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """dL/dx = gy * m."""
+        if self.p == 0.0:
+            return gy
+        return np.multiply(gy, self.mask, out=out)
+
+
+#: how a dropout mask is drawn (``dropout_mask``): inverted (a new mask every step, scaled
+#: by 1 / (1 - p), none in evaluation; PyTorch's) or fixed (the study's: drawn once, kept
+#: in evaluation, unscaled)
+DROPOUT_MASKS = {"inverted": Dropout, "fixed": FixedDropout}

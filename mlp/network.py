@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from . import activations
-from .layers import Buffers, Dropout, GradSink, Linear
+from .layers import DROPOUT_MASKS, Buffers, GradSink, Linear
 
 __all__ = ["MLP", "DTYPES"]
 
@@ -26,6 +26,10 @@ class MLP:
         A name from :func:`mlp.activations.names`.
     dropout : float
         Probability of zeroing a hidden unit in training (after each hidden activation).
+    dropout_mask : {"inverted", "fixed"}
+        How the units are dropped (:data:`mlp.layers.DROPOUT_MASKS`): a new scaled mask every
+        training step (inverted dropout), or the study's mask drawn once per layer and kept
+        in evaluation.
     init : {"normal", "he", "xavier"}
     seed : int
         Seeds the initial weights and, through an independent stream, the dropout masks.
@@ -39,12 +43,16 @@ class MLP:
     """
 
     def __init__(self, sizes: Sequence[int], activation: str = "relu", dropout: float = 0.0,
-                 init: str = "normal", seed: int = 0, dtype: str = "float32"):
+                 init: str = "normal", seed: int = 0, dtype: str = "float32",
+                 dropout_mask: str = "inverted"):
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must be >= 2 positive integers, got {sizes}")
         if str(dtype) not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; valid dtypes: {', '.join(DTYPES)}")
+        if dropout_mask not in DROPOUT_MASKS:
+            raise ValueError(f"unknown dropout_mask {dropout_mask!r}; valid: "
+                             f"{', '.join(DROPOUT_MASKS)}")
         self.sizes = sizes
         self.dtype = np.dtype(dtype)
         self.activation = activation
@@ -57,7 +65,9 @@ class MLP:
         ]
         n_hidden = len(sizes) - 2
         self.acts = [activations.get(activation) for _ in range(n_hidden)]
-        self.drops = [Dropout(dropout, self.dropout_rng) for _ in range(n_hidden)]
+        drop = DROPOUT_MASKS[dropout_mask]
+        self.drops = [drop(dropout, self.dropout_rng, width=w, dtype=self.dtype)
+                      for w in sizes[1:-1]]
         self.params = [p for lin in self.linears for p in lin.params]
         self.grads = [g for lin in self.linears for g in lin.grads]
         self._buf = Buffers()
@@ -72,7 +82,8 @@ class MLP:
             u = lin.forward(h)  # (batch, hidden_i)
             a = act.forward(u, out=u)  # in place: u is not needed after the activation
             # dropout writes elsewhere: the activation keeps ``a`` for its backward
-            out = self._buf.get(f"drop{i}", a.shape, a.dtype) if train and drop.p else None
+            out = self._buf.get(f"drop{i}", a.shape, a.dtype) \
+                if drop.p and (train or drop.fixed) else None
             h = drop.forward(a, train=train, out=out)
         return self.linears[-1].forward(h).copy()  # (batch, n_classes)
 

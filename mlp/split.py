@@ -159,7 +159,7 @@ class SplitStep:
             np.matmul(h, lins[i].W, out=u)
             np.add(u, lins[i].b, out=u)
             act.forward(u, out=u)
-            if train and plan.dropped[i] is not None:
+            if self._masks[i] is not None:  # training, or a fixed mask in evaluation too
                 h = np.multiply(u, self._masks[i][r], out=plan.dropped[i][r])
             else:
                 h = u
@@ -173,7 +173,7 @@ class SplitStep:
             gx = plan.gx[i][r]
             if i < len(lins) - 1:  # the output layer's product: done whole, by the caller
                 np.matmul(g, lins[i].W.T, out=gx)
-            if plan.dropped[i - 1] is not None:
+            if self._masks[i - 1] is not None:
                 np.multiply(gx, self._masks[i - 1][r], out=gx)
             self.acts[k][i - 1].backward(gx, out=gx)
             g = gx
@@ -187,7 +187,7 @@ class SplitStep:
         """The output layer (a few classes: small), whole, on the caller; returns it."""
         out = self.net.linears[-1]
         h = plan.xb if not plan.hidden else \
-            plan.dropped[-1] if train and plan.dropped[-1] is not None else plan.hidden[-1]
+            plan.dropped[-1] if self._masks[-1] is not None else plan.hidden[-1]
         np.matmul(h, out.W, out=plan.logits)
         np.add(plan.logits, out.b, out=plan.logits)
         return out
@@ -213,6 +213,8 @@ class SplitStep:
         batch's rows split across the team."""
         total, correct, loss = 0.0, 0, self.loss
         self._x_train, self._gather_s = x, 0.0
+        self._masks = [np.broadcast_to(d.mask, (batch_size, d.mask.shape[1]))
+                       if d.p and d.fixed else None for d in self.net.drops]
         for i in range(0, x.shape[0], batch_size):
             yb = y[i:i + batch_size]
             plan = self._plan(len(yb))
@@ -231,8 +233,10 @@ class SplitStep:
         clock = time.perf_counter
         t0 = clock()
         self._gather_s = 0.0
-        # the masks of the whole batch, layer after layer: the undivided step's draws
-        self._masks = [d.draw(h.shape, h.dtype) if d.p else None
+        # the masks of the whole batch, layer after layer: the undivided step's draws (a
+        # fixed mask: the same row for every example)
+        self._masks = [None if not d.p else np.broadcast_to(d.mask, h.shape) if d.fixed
+                       else d.draw(h.shape, h.dtype)
                        for d, h in zip(self.net.drops, plan.hidden)]
         self.team.run(lambda k: self._forward(plan, k))
         out = self._logits(plan, train=True)

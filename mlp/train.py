@@ -83,7 +83,7 @@ def build(cfg: TrainConfig, n_features: int, n_classes: int) -> tuple[MLP, Any, 
     """The network, loss and optimizer a config describes."""
     sizes = [n_features] + [cfg.hidden_size] * cfg.depth + [n_classes]
     net = MLP(sizes, activation=cfg.activation, dropout=cfg.dropout, init=cfg.init,
-              seed=cfg.seed, dtype=cfg.dtype)
+              seed=cfg.seed, dtype=cfg.dtype, dropout_mask=cfg.dropout_mask)
     return net, cfg.make_loss(), cfg.make_optimizer(net.params)
 
 
@@ -106,7 +106,7 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
           on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
           resume: dict[str, Any] | None = None, threads: int | None = None,
           log_every_steps: int = 0, on_steps: Callback | None = None,
-          stop_at: int | None = None) -> Result:
+          stop_at: int | None = None, eval_train: bool = False) -> Result:
     """Train an MLP as ``cfg`` says; return a :class:`Result`.
 
     - Each epoch shuffles the training set from the seed and runs mini-batches of
@@ -127,6 +127,10 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
       ``on_steps(record)`` receives that step's batch metrics: ``iteration`` (counted from
       the run's first step, across epochs), ``batch_train_loss``, ``batch_train_acc``
       (measured on the batch's forward pass before its update).
+    - ``eval_train``: on evaluation epochs, also the whole training set in evaluation mode
+      (``train_eval_loss``, ``train_eval_acc``): what the model does on the examples it
+      learned from, without the mid-epoch updates and the training-mode dropout that the
+      running ``train_*`` means include.
     - ``threads``: the threads the run uses, by default the cores it may run on
       (:func:`cores`). Steps of batches large enough are split across them
       (:mod:`mlp.split`), with every BLAS library at one thread; a warning, once, if a BLAS
@@ -151,7 +155,7 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
         raise ValueError(f"stop_at={stop_at!r} must be an epoch from 1 to epochs={cfg.epochs}")
     with _threads(threads) as team:
         return _train(cfg, callback, data, checkpoint_every, on_checkpoint, resume, team,
-                      log_every_steps, on_steps, stop_at)
+                      log_every_steps, on_steps, stop_at, bool(eval_train))
 
 
 def cores() -> int:
@@ -198,7 +202,7 @@ def _threads(threads: int):
 
 def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, resume,
            team: Team | None, log_every_steps: int = 0, on_steps=None,
-           stop_at: int | None = None) -> Result:
+           stop_at: int | None = None, eval_train: bool = False) -> Result:
     t_start, cpu_start = time.perf_counter(), time.process_time()
     ds = data if data is not None else load_data(cfg)
     net, loss, opt = build(cfg, ds.n_features, ds.n_classes)
@@ -309,6 +313,10 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
                     record["val_loss"], record["val_acc"] = \
                         evaluate(net, loss, ds.x_val, ds.y_val) if split is None else \
                         split.evaluate(np.asarray(ds.x_val), ds.y_val, EVAL_BATCH)
+                if eval_train:  # the training set as the test set is seen
+                    record["train_eval_loss"], record["train_eval_acc"] = \
+                        evaluate(net, loss, x_train, y_train) if split is None else \
+                        split.evaluate(x_train, y_train, EVAL_BATCH)
                 record["eval_time_s"] = clock() - t0
                 timing["eval"] += record["eval_time_s"]
                 if not math.isfinite(record["test_loss"]):  # the epoch's last updates blew up

@@ -48,7 +48,9 @@ def sweep_command(prof: dict, only: list[str], seeds: list[int], args) -> list[s
     cmd = ["train.py", "-m", "sweep=study", f"hydra.sweeper.only=[{','.join(only)}]",
            f"epochs={prof['epochs']}", f"seed={','.join(map(str, seeds))}",
            f"tracking.experiment={args.experiment}",
-           "log_every_steps=50"]  # the study's dispfreq: batch curves (not part of a run's identity)
+           # not part of a run's identity: batch curves at the study's dispfreq, and the
+           # training set evaluated as the test set is (dropout off or fixed, as at test time)
+           "log_every_steps=50", "eval_train=true"]
     if prof["train_limit"]:
         cmd.append(f"data.train_limit={prof['train_limit']}")
     if args.jobs:

@@ -190,15 +190,20 @@ def test_to_dict_round_trips():
     d = cfg.to_dict()
     assert d["data"]["train_limit"] == 100
     assert TrainConfig.from_dict(d) == cfg
-    # SGD, the default optimizer, is left out: SGD configurations keep their identity
-    assert set(d) == {f.name for f in dataclasses.fields(TrainConfig)} - {"optimizer",
-                                                                         "optimizer_params"}
+    # SGD, the default optimizer, and inverted dropout, the default mask, are left out:
+    # those configurations keep their identity
+    assert set(d) == {f.name for f in dataclasses.fields(TrainConfig)} - {
+        "optimizer", "optimizer_params", "dropout_mask"}
     adam = TrainConfig.from_dict({**HYDRA_LIKE, "optimizer": {"name": "adam", "beta2": 0.99}})
     d = adam.to_dict()
     assert d["optimizer"] == "adam"
     assert d["optimizer_params"] == {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8}
     assert TrainConfig.from_dict(d) == adam
-    assert set(d) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(d) == {f.name for f in dataclasses.fields(TrainConfig)} - {"dropout_mask"}
+    fixed = TrainConfig.from_dict({**HYDRA_LIKE, "dropout": 0.2, "dropout_mask": "fixed"})
+    assert fixed.to_dict()["dropout_mask"] == "fixed"
+    assert TrainConfig.from_dict(fixed.to_dict()) == fixed
+    assert fixed.config_hash() != TrainConfig.from_dict({**HYDRA_LIKE, "dropout": 0.2}).config_hash()
 
 
 def test_data_settings_as_a_mapping_are_checked_by_name():

@@ -57,6 +57,7 @@ RUN: dict[str, tuple[Callable[[Any], bool], str]] = {
     "blas_threads": _int_at_least(1),
     "checkpoint_every": _int_at_least(0),
     "log_every_steps": _int_at_least(0, null_ok=False),
+    "eval_train": ((lambda v: isinstance(v, bool)), "true or false"),
     "stop_at_epoch": _int_at_least(1),
     "tracking.rung": _int_at_least(0),
     "tracking.reopen": ((lambda v: v is None or (isinstance(v, str) and v.count("@") == 1

@@ -75,6 +75,9 @@ class RunConf:
     # log the batch's train loss and accuracy every N training steps (0: never; the study's
     # dispfreq was 50), as metrics batch_train_loss / batch_train_acc at step = iteration
     log_every_steps: int = 0
+    # on evaluation epochs, also evaluate the whole training set as the test set is (dropout
+    # as in evaluation): metrics train_eval_loss / train_eval_acc
+    eval_train: bool = False
     # pause after this epoch (evaluated, checkpointed, status "paused"; null: train all
     # epochs); set by successive halving (hydra.sweeper.scheduler=asha) for each rung
     stop_at_epoch: Optional[int] = None

@@ -34,7 +34,7 @@ REPLICATE_KEY = "seed"
 #: overrides that do not change what is trained (left out of run names and of a run's
 #: identity as a trial): what a sweep adds at launch, and the run's own options
 NOT_IN_NAME = ("tracking.", "hydra.", "sweep=", "blas_threads=", "progress=",
-               "log_every_steps=", "stop_at_epoch=")
+               "log_every_steps=", "eval_train=", "stop_at_epoch=")
 
 
 class InvalidSpace(UserError):

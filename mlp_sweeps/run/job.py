@@ -254,7 +254,7 @@ def _train(cfg: DictConfig, tcfg: TrainConfig, data, job: HydraJob, name: str,
         return train(tcfg, callback=on_epoch, data=data, checkpoint_every=every,
                      on_checkpoint=on_checkpoint, resume=resume_state, threads=threads,
                      log_every_steps=int(cfg.get("log_every_steps") or 0), on_steps=on_steps,
-                     stop_at=stop_at)
+                     stop_at=stop_at, eval_train=bool(cfg.get("eval_train", False)))
     finally:
         if bar is not None:
             bar.close()

@@ -26,14 +26,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlp.metrics import CURVES, STEP_CURVES, TRAIN_EVAL_CURVES
 from mlp_sweeps.claim.ledger import RESULTS, RunStatus, Tag
 from mlp_sweeps.read.results import (CONFIG_COLUMNS, METRICS, load_runs, metric_histories,
                                      param_values)
 
 RUN_COLUMNS = ["run_id", "run_name", "status", "config_hash", "grid", "start_time",
                *CONFIG_COLUMNS, *METRICS.values()]
-CURVE_KEYS = ("train_loss", "test_loss", "train_acc", "test_acc")
-STEP_KEYS = ("batch_train_loss", "batch_train_acc")
+CURVE_KEYS = (*CURVES, *TRAIN_EVAL_CURVES)  # the last two: runs with eval_train
+STEP_KEYS = STEP_CURVES
 STEP_COLUMNS = ["run_id", "key", "iteration", "value"]
 
 
