@@ -37,7 +37,12 @@ from .threads import Team, blocks
 
 __all__ = ["ALIGN", "SplitStep"]
 
-ALIGN = 16  # rows per block a split starts on (a margin for BLAS kernels' row unrolls)
+# rows per block a split starts on: a block of rows of a float32 product gives the whole
+# product's bits only if it starts on a multiple of the kernel's row step. Measured with
+# OpenBLAS 0.3.30-0.3.31 at one thread, every cut of 784- and 2048-row products (x W,
+# g W^T, x^T g) on a multiple of 16: the SkylakeX kernels keep the bits at every cut,
+# the Haswell kernels only at multiples of 48. 48 serves both.
+ALIGN = 48
 # OpenBLAS computes products of at most 100^3 multiply-adds with other ("small matrix",
 # "direct") kernels: a block that small sums in another order than the whole. Such
 # products are not split (they are cheap anyway); larger ones are split into larger blocks.
@@ -196,7 +201,7 @@ class SplitStep:
 
     def worth(self, b: int) -> bool:
         """Whether a batch of ``b`` rows is split: its rows go to several threads. Smaller
-        ones (not two blocks of ``ALIGN`` rows: under 24 rows for 2 threads) run undivided:
+        ones (not two blocks of ``ALIGN`` rows: under 72 rows for 2 threads) run undivided:
         three hand-offs between threads per step cost more than splitting their weight
         gradients gains
         (batch_size=10 on 2 cores: 1.4x slower split). float64 steps run undivided too:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_gradient_matches, numerical_gradient
-from mlp.layers import INITS, Dropout, Linear
+from mlp.layers import DROPOUT_MASKS, INITS, Dropout, FixedDropout, Linear
 
 
 def _linear(rng, in_dim=5, out_dim=7):
@@ -141,3 +141,40 @@ def test_dropout_is_identity_in_evaluation_and_at_p0():
 def test_dropout_rejects_bad_probability(p):
     with pytest.raises(ValueError, match=repr(p)):
         Dropout(p)
+
+
+def test_the_studys_fixed_mask_keeps_the_same_units_in_training_and_evaluation_unscaled():
+    p, width = 0.2, 2000
+    drop = FixedDropout(p, np.random.default_rng(3), width=width, dtype=np.float32)
+    x = np.random.default_rng(4).normal(size=(5, width)).astype(np.float32)
+    kept = drop.mask[0] != 0
+    # 2000 draws: the dropped fraction has standard deviation 0.009; allow 5 of them
+    assert abs(1.0 - kept.mean() - p) < 0.045
+    for train in (True, False):  # the same units, at test time too, unscaled
+        y = drop.forward(x, train=train)
+        np.testing.assert_array_equal(y[:, kept], x[:, kept])
+        assert not y[:, ~kept].any()
+    np.testing.assert_array_equal(drop.forward(x[:1]), drop.forward(x)[:1])  # every row alike
+    g = np.ones_like(x)
+    np.testing.assert_array_equal(drop.backward(g), np.broadcast_to(drop.mask, x.shape))
+    again = FixedDropout(p, np.random.default_rng(3), width=width, dtype=np.float32)
+    np.testing.assert_array_equal(again.mask, drop.mask)  # seeded
+    zero = FixedDropout(0.0, np.random.default_rng(3), width=width)
+    assert zero.forward(x) is x and zero.backward(g) is g
+
+
+def test_fixed_mask_gradient_is_exact():
+    rng = np.random.default_rng(28)
+    x, r = rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
+    drop = FixedDropout(0.4, np.random.default_rng(1), width=6, dtype=np.float64)
+    assert 0 < np.count_nonzero(drop.mask) < 6
+    drop.forward(x)
+    analytic = drop.backward(r.copy()).copy()
+    numeric = numerical_gradient(lambda: np.sum(drop.forward(x) * r), x)
+    assert_gradient_matches(analytic, numeric, "FixedDropout d/dx")
+
+
+@pytest.mark.parametrize("mask", list(DROPOUT_MASKS))
+def test_every_dropout_mask_rejects_bad_probability(mask):
+    with pytest.raises(ValueError, match="1.5"):
+        DROPOUT_MASKS[mask](1.5, width=3)

@@ -189,3 +189,34 @@ def test_batch_metrics_every_n_steps_count_iterations_across_epochs(mnist_small)
     assert r.status == "finished"
     with pytest.raises(ValueError, match="log_every_steps=-1"):
         train(cfg, data=mnist_small, log_every_steps=-1)
+
+
+def test_eval_train_evaluates_the_training_set_as_the_test_set(mnist_small):
+    from mlp.train import build, evaluate
+
+    cfg = _cfg(dropout=0.5)
+    for threads in (1, 2):  # split evaluation gives the same numbers
+        r = train(cfg, data=mnist_small, eval_train=True, threads=threads)
+        evals = [h for h in r.history if "test_acc" in h]
+        assert [h["epoch"] for h in evals] == [2, 3]
+        assert all("train_eval_acc" in h and "train_eval_loss" in h for h in evals)
+        assert not any("train_eval_acc" in h for h in r.history if "test_acc" not in h)
+        if threads == 1:
+            first = [(h["train_eval_loss"], h["train_eval_acc"]) for h in evals]
+        else:
+            assert [(h["train_eval_loss"], h["train_eval_acc"]) for h in evals] == first
+    # the last one is the trained network on its training set, dropout off
+    net, loss, _ = build(cfg, mnist_small.n_features, mnist_small.n_classes)
+    net.load_state_dict(r.model.state_dict())
+    assert evaluate(net, loss, mnist_small.x_train, mnist_small.y_train) == first[-1]
+    plain = train(cfg, data=mnist_small, threads=1)
+    assert [h["test_acc"] for h in plain.history if "test_acc" in h] == \
+        [h["test_acc"] for h in evals]  # nothing else changes
+
+
+def test_fixed_dropout_mask_is_in_the_config_and_changes_the_run(mnist_small):
+    inverted = train(_cfg(dropout=0.2), data=mnist_small, threads=1)
+    fixed = train(_cfg(dropout=0.2, dropout_mask="fixed"), data=mnist_small, threads=1)
+    assert inverted.history[-1]["test_loss"] != fixed.history[-1]["test_loss"]
+    with pytest.raises(ValueError, match="dropout_mask='random'.*inverted, fixed"):
+        train(_cfg(dropout_mask="random"), data=mnist_small)
