@@ -154,11 +154,12 @@ def main(argv=None) -> int:
     if not args.report_only or args.from_store or args.timing:
         ev.write(ev_dir)
     commands = ev.manifest.get("commands", [])
-    header = ("Runs: " + ("; ".join(f"`{c}`" for c in commands) if commands else "none yet") +
-              f". This report: `python scripts/reproduce.py --report-only"
+    header = ("The runs, in the order they were made:\n\n" +
+              ("\n".join(f"- `{c}`" for c in commands) if commands else "- none yet") +
+              f"\n\nThis report: `python scripts/reproduce.py --report-only"
               f"{'' if out == PROFILES['full']['out'] else ' --out ' + shlex.quote(str(args.out))}`"
               f", from the evidence files in `{_rel(ev_dir)}/` alone (every run's settings, "
-              "final metrics and per-epoch curves, and the timing pass).")
+              "final metrics, per-epoch and per-50-iteration curves, and the timing pass).")
     path = Report(ev, out).write(header)
     print(f"wrote {_rel(path)}")
     return rc

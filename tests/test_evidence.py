@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from mlp_sweeps.report.study.evidence import RUN_COLUMNS, Evidence, restore
-from mlp_sweeps.read.results import load_runs, metric_histories
+from mlp_sweeps.read.results import load_runs, metric_histories, with_defaults
 
 
 def _evidence() -> Evidence:
@@ -40,9 +40,10 @@ def test_written_evidence_reads_back_unchanged(tmp_path):
     ev = _evidence()
     ev.write(tmp_path / "evidence")
     back = Evidence.read(tmp_path / "evidence")
+    # a setting a run did not record reads back as its default (runs from before it existed)
     pd.testing.assert_frame_equal(back.runs.sort_values("run_id").reset_index(drop=True),
-                                  ev.runs.sort_values("run_id").reset_index(drop=True),
-                                  check_dtype=False)
+                                  with_defaults(ev.runs).sort_values("run_id")
+                                  .reset_index(drop=True), check_dtype=False)
     key = ["run_id", "key", "epoch"]
     pd.testing.assert_frame_equal(back.curves.sort_values(key).reset_index(drop=True),
                                   ev.curves.sort_values(key).reset_index(drop=True),
@@ -170,3 +171,14 @@ def test_restored_params_read_as_a_tracked_run_logs_them(tmp_path):
     for row in ev.runs.to_dict("records"):
         logged = {k: "None" if v is None else str(v) for k, v in param_values(row).items()}
         assert restored[row["config_hash"]] == logged
+
+
+def test_a_setting_a_run_did_not_record_reads_as_its_default(tmp_path):
+    """Runs from before a setting existed (no optimizer, no dropout_mask column) read back
+    as trained: with its default, so tables group them with the runs that record it."""
+    ev = _evidence()
+    ev.runs = ev.runs.drop(columns="dropout_mask").assign(optimizer=None)
+    ev.write(tmp_path / "evidence")
+    back = Evidence.read(tmp_path / "evidence")
+    assert (back.runs["optimizer"] == "sgd").all()
+    assert (back.runs["dropout_mask"] == "inverted").all()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from mlp_sweeps.report.study.findings import FINDINGS, Part, Verdict, combine, evaluate, in_grids
-from mlp_sweeps.report.study.protocol import CONFIG_KEYS, PROTOCOL, configurations
+from mlp_sweeps.report.study.protocol import CONFIG_KEYS, PROTOCOL, config_key, configurations
 from mlp_sweeps.report.study.timing import configurations_to_time
 
 STUDY = configurations()
@@ -19,16 +19,22 @@ BY_NUMBER = {f.number: f for f in FINDINGS}
 
 def study_runs(acc=lambda c: 0.98, gap=lambda c: 0.01, reach=lambda c: 10,
                jitter=lambda c: 0.0, status=lambda c: "finished", epochs=PROTOCOL.epochs,
-               test_every=PROTOCOL.test_every, seeds=(0,)):
-    """A run per study configuration and seed: final test accuracy ``acc(c)``, train
-    accuracy ``acc + gap``, a train-accuracy curve rising linearly to its final value at
-    epoch ``reach(c)`` (then flat), test accuracy evaluated every ``test_every`` epochs
-    alternating by ``jitter(c)`` around its final value."""
-    rows, curves = [], []
+               test_every=PROTOCOL.test_every, seeds=(0, 1, 2),
+               noise=lambda c, s: 0.0002 * (s - 1), steps=None):
+    """A run per study configuration and seed: final test accuracy ``acc(c)`` plus the
+    seed's ``noise(c, s)``, train accuracy that plus ``gap``, a train-accuracy curve rising
+    linearly to its final value at epoch ``reach(c)`` (then flat), test accuracy evaluated
+    every ``test_every`` epochs alternating by ``jitter(c)`` around its final value.
+    ``steps(c, s)``: a batch-loss curve's values, logged every 50 iterations."""
+    rows, curves, logged = [], [], []
     for i, c in enumerate(STUDY.to_dict("records")):
         for s in seeds:
             rid = f"r{i}-{s}"
-            a, t = acc(c), acc(c) + gap(c)
+            a = acc(c) + noise(c, s)
+            t = a + gap(c)
+            if steps is not None:
+                logged += [(rid, "batch_train_loss", 50 * (k + 1), v)
+                           for k, v in enumerate(steps(c, s))]
             rows.append({**c, "run_id": rid, "run_name": rid, "seed": s, "epochs": epochs,
                          "train_limit": np.nan, "status": status(c), "test_acc": a,
                          "train_acc": t, "start_time": i, "config_hash": rid})
@@ -38,8 +44,10 @@ def study_runs(acc=lambda c: 0.98, gap=lambda c: 0.01, reach=lambda c: 10,
                 if e % test_every == 0 or e == epochs:
                     sign = 1 if (e // test_every) % 2 else -1
                     curves.append((rid, "test_acc", e, a + sign * jitter(c) * (e != epochs)))
-    return (pd.DataFrame(rows),
-            pd.DataFrame(curves, columns=["run_id", "key", "epoch", "value"]))
+    out = (pd.DataFrame(rows), pd.DataFrame(curves, columns=["run_id", "key", "epoch", "value"]))
+    if steps is not None:
+        return (*out, pd.DataFrame(logged, columns=["run_id", "key", "iteration", "value"]))
+    return out
 
 
 def timing(epoch_s=lambda c: 1.0, other_cpu=0.0):
@@ -50,8 +58,9 @@ def timing(epoch_s=lambda c: 1.0, other_cpu=0.0):
 
 
 def verdict(n, runs_curves, t=None):
-    runs, curves = runs_curves
-    return evaluate(BY_NUMBER[n], runs, curves, t if t is not None else timing())
+    runs, curves, *steps = runs_curves
+    return evaluate(BY_NUMBER[n], runs, curves, t if t is not None else timing(),
+                    steps=steps[0] if steps else None)
 
 
 def test_combine_gives_each_verdict():
@@ -79,15 +88,17 @@ def test_a_grid_run_in_part_gives_no_verdict_and_names_what_is_missing(finding):
     is said."""
     runs, curves = study_runs()
     full = evaluate(finding, runs, curves, timing())
-    assert full.verdict is not Verdict.NOT_MEASURED, full.why
+    assert "not run yet" not in full.why and "the study's ran" not in full.why, full.why
     mine = runs[in_grids(runs, finding.grids)]
     for k, v in finding.where.items():
         mine = mine[mine[k] == v]
-    gone = mine.iloc[len(mine) // 2]
-    status = runs["status"].where(runs["run_id"] != gone["run_id"], "failed")
+    keys = config_key(runs)
+    gone = config_key(mine).iloc[len(mine) // 2]  # every seed of one configuration
+    status = runs["status"].where(keys != gone, "failed")
     j = evaluate(finding, runs.assign(status=status), curves, timing())
     assert j.verdict is Verdict.NOT_MEASURED
-    assert f"1 of the {len(mine)} configurations it rests on not run yet" in j.why
+    assert f"1 of the {config_key(mine).nunique()} configurations it rests on not run yet" \
+        in j.why
     assert "it would be: " in j.why and "scripts/reproduce.py --only" in j.why
     assert j.parts  # the parts are still shown
 
@@ -218,30 +229,46 @@ def test_weight_decay_holds_and_partly():
 
 
 # 7. batch size -----------------------------------------------------------------------------------
+def batch_loss(amplitude):
+    """A batch-loss curve of 200 logs alternating by ``amplitude(c, s)`` around 0.05."""
+    return lambda c, s: [0.05 + (-1) ** k * amplitude(c, s) for k in range(200)]
+
+
 def test_batch_size_holds_when_batch_10_jitters_most():
-    j = verdict(7, study_runs(jitter=lambda c: 0.01 if c["batch_size"] == 10 else 0.001))
+    j = verdict(7, study_runs(steps=batch_loss(
+        lambda c, s: (0.01 if c["batch_size"] == 10 else 0.001) * (1 + 0.01 * s))))
     assert j.verdict is Verdict.HOLDS, j.evidence()
+    assert "batch train loss between logs every 50 iterations" in j.parts[0].evidence
 
 
-def test_batch_10_jittering_as_much_as_another_batch_is_not_oscillating_most():
-    """Equal jitter (on the real runs batch 10 and 100 differed by 1e-15) is not 'most'."""
-    j = verdict(7, study_runs(jitter=lambda c: 0.01 if c["batch_size"] in (10, 100) else 0.001))
+def test_batch_10_jittering_as_much_as_another_batch_is_not_resolved():
+    """Batch 10 and 100 alike, within the seeds' spread: the data cannot say which is most."""
+    j = verdict(7, study_runs(steps=batch_loss(
+        lambda c, s: (0.01 if c["batch_size"] in (10, 100) else 0.001) * (1 + 0.05 * s))))
     osc = j.parts[0]
-    assert osc.held is False and "1.00x" in osc.evidence
+    assert osc.held is None and osc.unresolved and "1.00x" in osc.evidence
+    assert osc.text().startswith("batch 10 oscillates most: not resolved")
+    assert j.verdict is Verdict.PARTLY and "not resolved" in j.why
+
+
+def test_batch_10_resolved_above_another_but_not_visibly_does_not_hold():
+    j = verdict(7, study_runs(steps=batch_loss(
+        lambda c, s: (0.012 if c["batch_size"] == 10 else 0.01 if c["batch_size"] == 50
+                      else 0.001) * (1 + 0.001 * s))))
+    assert j.parts[0].held is False and "1.20x" in j.parts[0].evidence
 
 
 def test_batch_size_does_not_hold_when_another_jitters_more():
-    j = verdict(7, study_runs(acc=lambda c: 0.96, jitter=lambda c: 0.01 if c["batch_size"] == 1000
-                              else 0.001))
-    assert j.verdict is Verdict.DOES_NOT_HOLD
+    j = verdict(7, study_runs(acc=lambda c: 0.96, steps=batch_loss(
+        lambda c, s: (0.01 if c["batch_size"] == 1000 else 0.001) * (1 + 0.01 * s))))
+    assert j.verdict is Verdict.DOES_NOT_HOLD, j.evidence()
 
 
-def test_batch_size_with_too_few_evaluations_is_not_measured_not_false():
-    # 100-epoch runs evaluated every 50 epochs: one evaluation in the second half
-    j = verdict(7, study_runs(test_every=50))
+def test_batch_size_without_training_curves_is_not_measured_not_false():
+    j = verdict(7, study_runs())  # no batch metrics logged
     osc = j.parts[0]
-    assert osc.held is None and "too few evaluations" in osc.evidence
-    assert j.verdict is Verdict.PARTLY and "too few evaluations" in j.why
+    assert osc.held is None and not osc.unresolved and "log_every_steps=50" in osc.evidence
+    assert j.verdict is Verdict.PARTLY and "no training curves" in j.why
 
 
 # 8. hidden size -----------------------------------------------------------------------------------
@@ -335,3 +362,58 @@ def test_hidden_size_with_one_width_run_is_not_measured_not_false():
     assert j.verdict is Verdict.NOT_MEASURED
     assert "7 of the 8 configurations it rests on not run yet (hidden_size=16, " in j.why
     assert "3 more" in j.why and "it would be: partly" in j.why
+
+
+# the seeds' noise ---------------------------------------------------------------------------------
+def test_a_difference_is_resolved_only_beyond_its_standard_errors():
+    from mlp_sweeps.report.study.findings import NOISE, compare
+
+    d = compare([0.980, 0.981, 0.982], [0.975, 0.976, 0.977])  # 0.5 points, se 0.08
+    assert d.resolved and d.d == pytest.approx(0.005) and d.se == pytest.approx(0.000816, rel=1e-3)
+    close = compare([0.980, 0.982, 0.984], [0.979, 0.981, 0.983])  # 0.1 points, se 0.16
+    assert not close.resolved and abs(close.d) < NOISE * close.se
+    one = compare([0.99], [0.95])  # one seed: the noise is unknown, nothing is resolved
+    assert not one.resolved and "one seed" in one.text()
+
+
+def test_activation_times_within_one_configurations_epoch_spread_are_not_resolved():
+    t = timing(act_time)
+    t["epoch_s_min"], t["epoch_s_max"] = t["epoch_s"] * 0.7, t["epoch_s"] * 1.3  # 1.86x noise
+    j = verdict(1, study_runs(acc=act_acc, reach=lambda c: 40 if c["activation"] == "sigmoid"
+                              else 10), t)
+    assert [p.mark for p in j.parts][-2:] == ["not resolved", "not resolved"]
+    assert j.verdict is Verdict.PARTLY and "less than one configuration's epochs do" in j.why
+
+
+def test_weight_decay_gaps_within_the_seeds_noise_are_not_resolved():
+    runs, curves = study_runs(acc=lambda c: 0.95 if c["weight_decay"] == 0.1 else 0.98,
+                              gap=lambda c: 0.01 + c["weight_decay"] / 1000)
+    runs["train_acc"] += 0.002 * (runs["seed"] - 1)  # the gaps' seeds spread by 0.2 points
+    j = verdict(6, (runs, curves))
+    gap = j.parts[-1]
+    assert gap.held is None and gap.unresolved, gap.evidence
+    assert j.parts[0].held is True  # 3 points below: resolved, and below at every evaluation
+
+
+def test_weight_decay_a_drop_within_the_noise_is_not_clear():
+    j = verdict(6, study_runs(acc=lambda c: 0.979 if c["weight_decay"] == 0.1 else 0.98,
+                              noise=lambda c, s: 0.003 * (s - 1)))
+    assert j.parts[0].held is None and j.parts[0].unresolved
+
+
+def test_dropout_is_judged_on_the_studys_fixed_mask_with_the_training_set_evaluated():
+    runs, curves = study_runs(acc=lambda c: 0.970 + 0.003 * (c["dropout"] > 0),
+                              gap=lambda c: 0.0, reach=lambda c: 30 if c["dropout"] > 0 else 10)
+    # the evaluated train accuracy: a gap of 1.0 point without dropout, 0.5 with the fixed mask
+    fixed = runs["dropout_mask"] == "fixed"
+    ev = runs["test_acc"] + np.where(runs["dropout"] > 0, 0.005, 0.010)
+    curves = pd.concat([curves, pd.DataFrame({"run_id": runs["run_id"], "key": "train_eval_acc",
+                                              "epoch": PROTOCOL.epochs, "value": ev})])
+    j = verdict(10, (runs, curves))
+    assert j.verdict is Verdict.HOLDS, j.evidence()
+    assert "the study's fixed mask" in j.parts[0].evidence
+    assert "the training set evaluated as the test set" in j.parts[-1].evidence
+    assert fixed.any()
+    # without the fixed-mask runs the configuration is missing: not measured, naming it
+    j = verdict(10, (runs[~fixed], curves))
+    assert j.verdict is Verdict.NOT_MEASURED and "dropout_mask=fixed" in j.why

@@ -81,6 +81,39 @@ def _params() -> tuple[dict[str, tuple[str, type]], set[str]]:
 
 # MLflow param key -> column, with its type; the keys of int settings
 PARAMS, INT_PARAMS = _params()
+
+
+def _defaults() -> dict[str, Any]:
+    """Column -> the value a run that does not log the setting was trained with: the core's
+    default for every training and data setting and the optimizer (runs recorded before a
+    setting existed had its default behaviour); loss and optimizer parameters have none
+    (they belong to one loss or optimizer)."""
+    cfg = TrainConfig()
+    out = {"optimizer": cfg.optimizer}
+    for key, (column, _) in PARAMS.items():
+        if "." not in key and hasattr(cfg, key):
+            out[column] = getattr(cfg, key)
+        elif key.startswith("data.") and key != "data.name":
+            out[column] = getattr(cfg.data, key.split(".", 1)[1])
+    return out
+
+
+#: column -> what a run that has no such param was trained with
+DEFAULTS = _defaults()
+
+
+def with_defaults(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with a setting a run does not record filled with :data:`DEFAULTS` (a column
+    of evidence written before the setting existed, or an empty cell)."""
+    runs = runs.copy()
+    for column, default in DEFAULTS.items():
+        if default is None:
+            continue
+        if column not in runs.columns:
+            runs[column] = default
+        else:
+            runs[column] = runs[column].where(runs[column].notna(), default)
+    return runs
 METRICS = {
     "final_train_loss": "train_loss",
     "final_test_loss": "test_loss",
@@ -221,7 +254,8 @@ def frame(runs: Iterable, latest_per_config: bool = True) -> pd.DataFrame:
                # finished), or trains to (running)
                "rung": _typed(tags.get(Tag.RUNG), int)}
         for key, (col, kind) in PARAMS.items():
-            row[col] = _typed(r.data.params.get(key), kind)
+            row[col] = _typed(r.data.params[key], kind) if key in r.data.params \
+                else DEFAULTS.get(col, _typed(None, kind))
         for key, col in METRICS.items():
             row[col] = r.data.metrics.get(key, np.nan)
         rows.append(row)

@@ -17,8 +17,8 @@ import pandas as pd
 from mlp_sweeps.read import tables
 from mlp_sweeps.report.study.evidence import Evidence
 from mlp_sweeps.claim.ledger import RESULTS
-from mlp_sweeps.report.study.findings import FINDINGS, Judgement, Verdict, describe_runs, evaluate, \
-    runs_for
+from mlp_sweeps.report.study.findings import ABOUT, FINDINGS, NOISE, Judgement, Verdict, \
+    describe_runs, evaluate, runs_for
 from mlp_sweeps.report.study.protocol import CONFIG_KEYS, PROTOCOL, config_key, configuration, configurations, \
     read_published
 
@@ -65,7 +65,8 @@ class Report:
         self.timing = evidence.timing if not evidence.timing.empty else None
         self.published = read_published()
         self.judgements: list[tuple] = [
-            (f, evaluate(f, self.runs, evidence.curves, self.timing, study=self.study))
+            (f, evaluate(f, self.runs, evidence.curves, self.timing, study=self.study,
+                         steps=evidence.steps))
             for f in FINDINGS]
 
     # status ----------------------------------------------------------------------------------
@@ -139,12 +140,52 @@ class Report:
                 f"{t['other_cpu'].max():.2f} cores; {machine_text(m)}")
 
     def findings_table(self) -> str:
+        """One row per finding: the claim, the verdict and each part's mark; the evidence
+        is in the finding's own section."""
         rows = []
         for f, j in self.judgements:
-            rows.append({"#": f.number, "finding": f"**{f.topic}**: {f.claim}",
-                         "verdict": f"**{j.verdict.value}**" + (f" ({j.why})" if j.why else ""),
-                         "evidence": j.evidence(), "runs": j.runs})
+            rows.append({"#": f"[{f.number}](#{_anchor(f)})", "finding": f"**{f.topic}**: {f.claim}",
+                         "verdict": f"**{j.verdict.value}**" + (
+                             f" ({j.why})" if j.why and j.verdict is Verdict.NOT_MEASURED
+                             else ""),
+                         "parts": "; ".join(f"{p.claim}: {p.mark}" for p in j.parts) or "—",
+                         "runs": j.runs})
         return _md(pd.DataFrame(rows))
+
+    def deviations(self) -> list[str]:
+        """Where this reproduction differs from the study on purpose, as bullet lines."""
+        selu = self.published[(self.published["activation"] == "selu")
+                              & (self.published["depth"] == 1)]
+        selu_text = (f" (read as train loss {selu['train_loss'].iloc[0]:.4f}, test loss "
+                     f"{selu['test_loss'].iloc[0]:.4f}, train accuracy "
+                     f"{selu['train_acc'].iloc[0]:.4f}, test accuracy "
+                     f"{selu['test_acc'].iloc[0]:.4f})") if len(selu) else ""
+        return [
+            "- **Seeds.** The study ran each configuration once; here every configuration "
+            "ran at seeds 0, 1 and 2, and verdicts compare means against the seeds' spread.",
+            "- **GELU's gradient.** Ours is the analytic derivative of the tanh "
+            "approximation; the study's code took a finite difference, which it gave as the "
+            "reason GELU was the slowest per epoch (finding 1). Our per-epoch times cannot "
+            "carry that part of the claim over.",
+            "- **Dropout.** The `dropout` grid is standard inverted dropout (a new mask each "
+            "step, survivors scaled by 1 / 0.8, no mask at test time). The study's code kept "
+            "a fixed random 80% of the hidden units for the whole run, also at test time, "
+            "without rescaling; that is the grid `dropout_fixed_mask` (`dropout_mask=fixed`), "
+            "and finding 10 is judged on it. The study masked the kept units' incoming "
+            "weights, so a dropped unit still passed on its activated bias, a constant the "
+            "next layer's bias absorbs; ours masks the unit's output.",
+            "- **Train accuracy.** As in the study, the train loss and accuracy are means over "
+            "the epoch's mini-batches, measured before each update (with inverted dropout: "
+            "with the training mask on, which lowers them). The dropout runs also evaluate "
+            "the whole training set as the test set is, every 5 epochs "
+            "(`eval_train=true`); finding 10's train/test gap uses that.",
+            "- **The published SELU row** (1 hidden layer) had its columns printed out of "
+            f"order; it is read in the column order of the other rows{selu_text}.",
+            "- **MSE's gradient scale.** The published tables are reproduced with the study's "
+            "convention (MSE's gradient of the batch mean, the other losses' of the batch "
+            "sum); the variant with the same step for every loss is "
+            "[reported separately](#the-gradient-scaling-variant).",
+        ]
 
     # details -----------------------------------------------------------------------------------
     def published_tables(self) -> str:
@@ -192,12 +233,17 @@ class Report:
 
     def finding_section(self, f, j: Judgement) -> list[str]:
         lines = [f"### {f.number}. {f.topic}", "", f"*Claim:* {f.claim}", "",
-                 f"**Verdict: {j.verdict.value}**" + (f" ({j.why})" if j.why else "") +
-                 f". Runs: {j.runs}.", ""]
+                 f"**Verdict: {j.verdict.value}**" + (f" ({j.why})" if j.why and
+                                                        j.verdict is Verdict.NOT_MEASURED
+                                                        else "") + f". Runs: {j.runs}.", ""]
         lines += [f"- {p.text()}" for p in j.parts] + [""]
         sel = runs_for(f, self.runs)
         if f.factor and not sel.empty:
-            lines += [_md(tables.comparison(sel, f.table_by)), ""]
+            lines += [_md(_plain(tables.comparison(sel, f.table_by))), "",
+                      "Mean ± standard deviation over the seeds. *Run time*: the wall time "
+                      "of each whole run, two runs at a time on the machine's 2 cores, so "
+                      "it varies with what ran beside it; the timing pass (below) times "
+                      "configurations alone.", ""]
             lines += [f"![{f.topic}]({fig})" for fig in self.figures(f, sel)] + [""]
         if f.number == 9:
             from mlp_sweeps.read.figures import plot_focal_loss
@@ -251,17 +297,34 @@ class Report:
         self.fig_dir.mkdir(parents=True, exist_ok=True)
         for old in (*self.fig_dir.glob("*.png"), *self.fig_dir.glob("*.svg")):
             old.unlink()  # figures of an earlier report that this one may not draw
-        lines = ["# Reproduction of the MNIST MLP study", "", header, "",
+        counts = pd.Series([j.verdict.value for _, j in self.judgements]).value_counts()
+        tally = ", ".join(f"{counts[v.value]} {v.value}" for v in Verdict if v.value in counts)
+        lines = ["# Reproduction of the MNIST MLP study", "",
+                 f"A published student study trained a NumPy multilayer perceptron on MNIST "
+                 f"and drew {len(self.judgements)} findings from grids of activations, "
+                 f"losses, depth and hyperparameters. This report trains every configuration "
+                 f"of those grids again with mlp-sweeps, at seeds 0, 1 and 2, and judges each "
+                 f"finding from the runs: {tally}. The published tables are set beside ours, "
+                 f"and the places where this reproduction deliberately differs from the "
+                 f"study are listed. How the runs were made and how to rebuild this report: "
+                 f"[the appendix](#how-this-report-was-made).", "",
                  "## Status", "", self.status_block(), "",
                  "## Findings", "",
                  f"Verdicts: *holds* (every part of the claim), *partly*, *does not hold*, "
-                 f"*not measured* (with why). \"Reproduced\", \"about the same\" and \"no clear "
-                 f"gain\" mean within {PROTOCOL.tolerance_pts:g} accuracy points unless the "
-                 f"evidence states another threshold. A verdict rests on every configuration of its "
-                 f"grids, run for the study's {PROTOCOL.epochs} epochs: until then a finding is "
-                 f"not measured, and says what the runs so far would give. Times come from the "
-                 f"timing pass only.", "",
+                 f"*not measured* (what is missing is said). A part is *not resolved* when "
+                 f"the seeds' noise does not let the runs decide. The rules: a difference of "
+                 f"two means is *resolved* when it exceeds {NOISE:g} standard errors of the "
+                 f"difference, from the spread of the 3 seeds of each side; \"clearly\" "
+                 f"needs a resolved difference; \"about x\" means within ±{ABOUT:.0%} of x "
+                 f"(and resolved from 0), and does not hold when the measured change is "
+                 f"outside that band and resolved from x. \"Reproduced\" means our mean within "
+                 f"±{PROTOCOL.tolerance_pts:g} accuracy points of the published single run. A "
+                 f"verdict needs every configuration of its grids run for the study's "
+                 f"{PROTOCOL.epochs} epochs. Times per epoch come from the timing pass only. "
+                 f"Each finding's evidence is in [its section](#each-finding).", "",
                  self.findings_table(), "",
+                 "## Where this reproduction differs from the study", "",
+                 *self.deviations(), "",
                  "## Published tables beside ours", "",
                  f"Ours: mean ± standard deviation over the seeds run (see the runs column); "
                  f"the difference is our mean minus the published single run, in accuracy "
@@ -281,10 +344,25 @@ class Report:
                   "Published: whole 100-epoch runs on a 4-core Intel i7-1185G7 laptop. Ours: "
                   f"the timing pass's median epoch × {PROTOCOL.epochs} plus "
                   f"{PROTOCOL.epochs // PROTOCOL.test_every} test evaluations; the last column "
-                  "is how many times faster ours is.", "", self.time_table(), ""]
+                  "is how many times faster ours is.", "", self.time_table(), "",
+                  "## How this report was made", "", header, ""]
         path = self.out / "REPORT.md"
         path.write_text("\n".join(lines))
         return path
+
+
+def _anchor(f) -> str:
+    """The Markdown heading anchor of a finding's section."""
+    return f"{f.number}-{f.topic.lower().replace(' ', '-')}"
+
+
+def _plain(table: pd.DataFrame) -> pd.DataFrame:
+    """A comparison table for readers: plain column names, no status column when every
+    row finished, the run's wall time named as such."""
+    out = table.copy()
+    if "status" in out and (out["status"] == "finished").all():
+        out = out.drop(columns="status")
+    return out.rename(columns=lambda c: {"time (s)": "run time (s)"}.get(c, c.replace("_", " ")))
 
 
 def machine_text(m: dict) -> str:

@@ -29,7 +29,8 @@ import pandas as pd
 from mlp.metrics import CURVES, STEP_CURVES, TRAIN_EVAL_CURVES
 from mlp_sweeps.claim.ledger import RESULTS, RunStatus, Tag
 from mlp_sweeps.read.results import (CONFIG_COLUMNS, METRICS, load_runs, metric_histories,
-                                     param_values)
+                                     DEFAULTS, param_values, with_defaults)
+from mlp_sweeps.report.study.protocol import CONFIG_KEYS
 
 RUN_COLUMNS = ["run_id", "run_name", "status", "config_hash", "grid", "start_time",
                *CONFIG_COLUMNS, *METRICS.values()]
@@ -68,9 +69,13 @@ class Evidence:
         for col in RUN_COLUMNS:  # evidence written before a column existed (e.g. cpu_s)
             if col not in runs.columns:
                 runs[col] = math.nan
+        runs = with_defaults(runs)  # a setting the run did not record: its default
         curves = pd.read_csv(folder / "curves.csv.gz")
         timing = pd.read_csv(folder / "timing.csv") if (folder / "timing.csv").exists() \
             else pd.DataFrame()
+        for col in CONFIG_KEYS:  # a timing pass from before a setting existed: its default
+            if not timing.empty and col not in timing.columns and col in DEFAULTS:
+                timing[col] = DEFAULTS[col]
         manifest = json.loads((folder / "manifest.json").read_text()) \
             if (folder / "manifest.json").exists() else {}
         steps = pd.read_csv(folder / "steps.csv.gz") if (folder / "steps.csv.gz").exists() \

@@ -7,6 +7,8 @@ measured (``None``, with why), and one line of evidence per part:
 - ``runs``: one row per run (columns of :func:`mlp_sweeps.read.results.load_runs`), already
   restricted to the finding's grids and to runs that completed (finished or diverged);
 - ``curves``: per-epoch metrics of those runs, long format (run_id, key, epoch, value);
+- ``steps``: the batch metrics of those that logged them every ``log_every_steps``
+  iterations, long format (run_id, key, iteration, value);
 - ``timing``: the controlled timing pass (:mod:`mlp_sweeps.report.study.timing`): one row per
   configuration timed alone on one core, ``epoch_s`` its median epoch, ``other_cpu`` the
   cores other processes used meanwhile.
@@ -14,6 +16,11 @@ measured (``None``, with why), and one line of evidence per part:
 :func:`evaluate` applies what every finding shares: no runs is *not measured*; runs shorter
 than the study's give *not measured* (what they show is still printed, marked with their
 length); timings taken under load are not used.
+
+Differences are judged against the noise the seeds measure (:func:`compare`): a difference
+of two means is *resolved* when it exceeds :data:`NOISE` standard errors of that
+difference, from the seeds' spread (at least 2 seeds each); a claim that turns on an
+unresolved difference is *not resolved*, with the numbers, rather than held or not.
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ from mlp_sweeps.report.study.protocol import (CONFIG_KEYS, PROTOCOL, Protocol, c
 
 TOL = PROTOCOL.tolerance_pts  # accuracy points: "reproduced", "about the same", "no clear gain"
 LOAD_LIMIT = 0.25  # cores used by other processes during a timing above which it is not used
+# a difference of two means is resolved beyond this many standard errors of the difference
+# (sqrt(s_a^2 / n_a + s_b^2 / n_b), s the seeds' standard deviation): about a 95% two-sided
+# test for normal seed noise
+NOISE = 2.0
+# "about x": a measured change within this fraction of x (and resolved from 0)
+ABOUT = 0.5
 
 
 class Verdict(str, Enum):
@@ -48,10 +61,17 @@ class Part:
     claim: str
     held: bool | None
     evidence: str
+    # with held None: measured, but the seeds' noise does not let the data decide
+    unresolved: bool = False
+
+    @property
+    def mark(self) -> str:
+        if self.held is None:
+            return "not resolved" if self.unresolved else "not measured"
+        return "yes" if self.held else "no"
 
     def text(self) -> str:
-        mark = {True: "yes", False: "no", None: "not measured"}[self.held]
-        return f"{self.claim}: {mark} ({self.evidence})"
+        return f"{self.claim}: {self.mark} ({self.evidence})"
 
 
 @dataclass
@@ -66,9 +86,9 @@ class Judgement:
 
 
 def combine(parts: Sequence[Part]) -> Verdict:
-    """holds: every part measured and held; not measured: no part could be measured; does
-    not hold: no measured part held; partly: the rest (some held, others did not or could
-    not be measured)."""
+    """holds: every part measured and held; not measured: no part could be measured or
+    resolved; does not hold: no measured part held; partly: the rest (some held, others did
+    not or could not be measured or resolved)."""
     measured = [p.held for p in parts if p.held is not None]
     if not measured:
         return Verdict.NOT_MEASURED
@@ -80,6 +100,61 @@ def combine(parts: Sequence[Part]) -> Verdict:
 # helpers for judges ---------------------------------------------------------------------------
 def pts(x: float) -> str:
     return f"{100 * x:.2f}%"
+
+
+@dataclass(frozen=True)
+class Diff:
+    """``a - b`` of two means over seeds, its standard error and whether it is resolved."""
+
+    d: float
+    se: float
+    n: int  # the fewer seeds of the two
+
+    @property
+    def resolved(self) -> bool:
+        return self.n >= 2 and math.isfinite(self.se) and abs(self.d) > NOISE * self.se
+
+    def text(self, scale: float = 100, unit: str = " points", digits: int = 2) -> str:
+        if self.n < 2:
+            return f"{scale * self.d:+.{digits}f}{unit}, one seed: its noise is unknown"
+        return (f"{scale * self.d:+.{digits}f}{unit} ± {scale * self.se:.{digits}f} "
+                f"(standard error over {self.n} seeds; resolved beyond {NOISE:g}x: "
+                f"{'yes' if self.resolved else 'no'})")
+
+
+def compare(a: Sequence[float], b: Sequence[float]) -> Diff:
+    """mean(a) - mean(b) with its standard error from the spread of each (one value per
+    seed)."""
+    a, b = pd.Series(list(a), dtype=float).dropna(), pd.Series(list(b), dtype=float).dropna()
+    n = min(len(a), len(b))
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)) if n >= 2 else math.nan
+    return Diff(float(a.mean() - b.mean()), se, n)
+
+
+def about(d: Diff, x: float) -> bool | None:
+    """Whether a change ``d`` is "about ``x``": yes when within :data:`ABOUT` of ``x`` and
+    resolved from 0; no when outside that band and resolved from ``x`` too (more than
+    :data:`NOISE` standard errors from it); None (not resolved) otherwise."""
+    if d.n < 2 or not math.isfinite(d.se):
+        return None
+    near = abs(d.d - x) <= ABOUT * abs(x)
+    if near and d.resolved:
+        return True
+    if not near and abs(d.d - x) > NOISE * d.se:
+        return False
+    return None
+
+
+def about_text(d: Diff, x: float, points: float) -> str:
+    """The band "about ``x``" and how far ``d`` is from ``x``, in standard errors."""
+    far = f"{abs(d.d - x) / d.se:.1f}" if d.se > 0 else "inf"
+    return (f"about {points:g}: {points * (1 - ABOUT):g} to {points * (1 + ABOUT):g} points; "
+            f"{far} standard errors from {points:g}" if d.n >= 2 else f"about {points:g}")
+
+
+def per_seed(runs: pd.DataFrame, factor: str, value: str = "test_acc") -> dict:
+    """Level of ``factor`` -> ``value`` of each of its runs (one per seed)."""
+    return {k: part[value].to_numpy() for k, part in runs.groupby(factor)}
 
 
 def mean_by(runs: pd.DataFrame, factor: str, value: str = "test_acc") -> pd.Series:
@@ -137,13 +212,17 @@ def timed(timing: pd.DataFrame, **where) -> pd.DataFrame:
     return timing[keep]
 
 
-def _epoch_noise(rows: pd.DataFrame) -> str:
+def _epoch_spread(rows: pd.DataFrame) -> float | None:
     """How much one configuration's epochs varied in the timing pass (its slowest epoch over
     its fastest, the largest over ``rows``): differences below it are noise."""
     if not {"epoch_s_min", "epoch_s_max"} <= set(rows.columns) or rows.empty:
-        return ""
-    noise = float((rows["epoch_s_max"] / rows["epoch_s_min"]).max())
-    return f" (one configuration's epochs varied by up to {noise:.3f}x)"
+        return None
+    return float((rows["epoch_s_max"] / rows["epoch_s_min"]).max())
+
+
+def _epoch_noise(rows: pd.DataFrame) -> str:
+    noise = _epoch_spread(rows)
+    return "" if noise is None else f" (one configuration's epochs varied by up to {noise:.3f}x)"
 
 
 def timing_problem(rows: pd.DataFrame, needed: int) -> str | None:
@@ -160,12 +239,26 @@ def timing_problem(rows: pd.DataFrame, needed: int) -> str | None:
 
 
 # the judges -------------------------------------------------------------------------------------
-def judge_activations(runs, curves, timing, level=0.97):
+def _lowest(runs, acc: pd.Series, which: str) -> Part:
+    """``which`` ends lowest: the lowest mean, resolved from the next lowest."""
+    claim = f"{which} ends lowest"
+    if which not in acc or len(acc) < 2:
+        return Part(claim, None, f"{which} and another activation needed")
+    seeds = per_seed(runs, "activation")
+    low, nxt = acc.sort_values().index[:2]
+    d = compare(seeds[nxt], seeds[low])
+    text = f"lowest: {low}; the next lowest, {nxt}, is above it by {d.text()}"
+    if not d.resolved:
+        return Part(claim, None, text, unresolved=True)
+    return Part(claim, low == which, text)
+
+
+def judge_activations(runs, curves, timing, level=0.97, steps=None):
     acc = mean_by(runs, "activation")
     reach = epochs_to(curves, runs, "activation", level)
     parts = [
         Part(f"all > {level:.0%}", bool((acc > level).all()), listing(acc)),
-        Part("sigmoid ends lowest", acc.idxmin() == "sigmoid", f"lowest: {acc.idxmin()}"),
+        _lowest(runs, acc, "sigmoid"),
         Part("sigmoid converges slowest", reach.idxmax() == "sigmoid" and
              reach["sigmoid"] > reach.drop("sigmoid").max() if "sigmoid" in reach else False,
              f"epochs to {level:.0%} train accuracy: {listing(reach, epochs_text)}"),
@@ -177,16 +270,23 @@ def judge_activations(runs, curves, timing, level=0.97):
         parts += [Part("GELU slowest per epoch", None, why), Part("ReLU fastest per epoch", None, why)]
     else:
         per = t.groupby("activation")["epoch_s"].median().sort_values()
+        spread = per.max() / per.min()
+        noise = _epoch_spread(t)
         text = "s per epoch alone: " + listing(per, lambda s: f"{s:.3f}") + \
-            f"; slowest / fastest {per.max() / per.min():.3f}" + _epoch_noise(t)
-        parts += [Part("GELU slowest per epoch", per.idxmax() == "gelu", text),
-                  Part("ReLU fastest per epoch", per.idxmin() == "relu", text)]
+            f"; slowest / fastest {spread:.3f}" + _epoch_noise(t)
+        if noise is not None and spread <= noise:  # the ranking is within the noise
+            text += ": the activations differ by less than one configuration's epochs do"
+            parts += [Part("GELU slowest per epoch", None, text, unresolved=True),
+                      Part("ReLU fastest per epoch", None, text, unresolved=True)]
+        else:
+            parts += [Part("GELU slowest per epoch", per.idxmax() == "gelu", text),
+                      Part("ReLU fastest per epoch", per.idxmin() == "relu", text)]
     return parts
 
 
 def judge_losses(runs, curves, timing, level=0.98, clearly=1.0,
                  published=(("mse", "relu", 0.944), ("mse", "swish", 0.891),
-                            ("mse", "selu", 0.918))):
+                            ("mse", "selu", 0.918)), steps=None):
     one = runs[runs["activation"] == "relu"]
     acc = mean_by(one, "loss")
     others = acc.drop("mse", errors="ignore")
@@ -210,14 +310,17 @@ def judge_losses(runs, curves, timing, level=0.98, clearly=1.0,
                      & (table["depth"] == 1)]["test_acc"]
         exact = float(cell.iloc[0]) if len(cell) else pub
         ours = r["test_acc"].mean()
-        parts.append(Part(claim, bool(round(abs(ours - exact) * 100, 9) <= TOL),
+        close = bool(round(abs(ours - exact) * 100, 9) <= TOL)
+        parts.append(Part(claim, close,
                           f"ours {pts(ours)} against {pts(exact)}"
-                          f"{' (the published table)' if len(cell) else ''}; reproduced: "
-                          f"within ±{TOL:g} points"))
+                          f"{' (the published table)' if len(cell) else ''}, "
+                          f"{100 * (ours - exact):+.2f} points: "
+                          f"{'within' if close else 'outside'} the ±{TOL:g} points that count "
+                          f"as reproduced"))
     return parts
 
 
-def judge_depth(runs, curves, timing, ratio_range=(1.5, 2.5)):
+def judge_depth(runs, curves, timing, ratio_range=(1.5, 2.5), steps=None):
     piv = runs.pivot_table(index=["activation", "loss"], columns="depth", values="test_acc",
                            aggfunc="mean")
     parts = []
@@ -241,9 +344,12 @@ def judge_depth(runs, curves, timing, ratio_range=(1.5, 2.5)):
     else:
         ratio = (tp[2] / tp[1]).dropna()
         lo, hi = ratio_range
+        m = ratio.median()
+        how = "about doubles" if lo <= m <= hi else "more than doubles" if m > hi else \
+            "less than doubles"
         parts.append(Part("about doubles training time",
-                          bool(lo <= ratio.median() <= hi),
-                          f"time per epoch, 2 layers / 1 layer: median {ratio.median():.2f}x "
+                          bool(lo <= m <= hi),
+                          f"{how}: time per epoch, 2 layers / 1 layer: median {m:.2f}x "
                           f"over {len(ratio)} configurations (range {ratio.min():.2f}-"
                           f"{ratio.max():.2f}); about double: {lo:g}-{hi:g}x. Per step a second "
                           "784x784 layer adds three matrix products (forward, weight gradient, "
@@ -251,7 +357,7 @@ def judge_depth(runs, curves, timing, ratio_range=(1.5, 2.5)):
     return parts
 
 
-def judge_lr(runs, curves, timing, band=(5e-5, 1e-3), level=0.97, same=0.5):
+def judge_lr(runs, curves, timing, band=(5e-5, 1e-3), level=0.97, same=0.5, steps=None):
     acc = mean_by(runs, "lr")
     reach = epochs_to(curves, runs, "lr", level)
     in_band = acc[(acc.index >= band[0]) & (acc.index <= band[1])]
@@ -284,7 +390,7 @@ def judge_lr(runs, curves, timing, band=(5e-5, 1e-3), level=0.97, same=0.5):
     return parts
 
 
-def judge_momentum(runs, curves, timing, level=0.97, strong=0.7):
+def judge_momentum(runs, curves, timing, level=0.97, strong=0.7, steps=None):
     acc = mean_by(runs, "momentum")
     reach = epochs_to(curves, runs, "momentum", level)
     rc = rank_corr(reach.index, reach.values)
@@ -298,62 +404,106 @@ def judge_momentum(runs, curves, timing, level=0.97, strong=0.7):
     ]
 
 
-def judge_weight_decay(runs, curves, timing, large=0.1, clearly=1.0, same=0.5):
+def judge_weight_decay(runs, curves, timing, large=0.1, steps=None):
+    """0.1 *clearly* lowers accuracy: its mean is below the best smaller decay's by a
+    resolved difference, and its mean test curve below every smaller decay's at every
+    evaluation. Small values are all fine: no smaller decay resolved below the best one by
+    more than the tolerance. Slight overfitting as decay grows: the gaps' largest difference
+    resolved, and rank correlation of gap with decay >= 0.5."""
     acc = mean_by(runs, "weight_decay")
     small = acc[acc.index < large]
-    gap = overfit_gap(runs).groupby(runs["weight_decay"]).mean().sort_index()
-    gap_small = gap[gap.index < large]
-    rg = rank_corr(gap_small.index, gap_small.values)
+    seeds = per_seed(runs, "weight_decay")
     parts = []
     if large in acc and len(small):
+        best = small.idxmax()
+        d = compare(seeds[large], seeds[best])
+        big = curve(curves, runs[runs["weight_decay"] == large]["run_id"], "test_acc")
+        below = all((big < curve(curves, runs[runs["weight_decay"] == w]["run_id"],
+                                 "test_acc").reindex(big.index)).all() for w in small.index)
+        text = (f"{pts(acc[large])} against the best smaller decay's {pts(small.max())} "
+                f"({best:g}): {d.text()}; below every smaller decay at every evaluation: "
+                f"{'yes' if below else 'no'}")
         parts.append(Part(f"{large:g} clearly lowers accuracy",
-                          bool(acc[large] < small.max() - clearly / 100),
-                          f"{pts(acc[large])} against the best smaller value's "
-                          f"{pts(small.max())} (clearly: {clearly:g}+ points)"))
+                          None if not d.resolved else bool(d.d < 0 and below), text,
+                          unresolved=not d.resolved))
     else:
         parts.append(Part(f"{large:g} clearly lowers accuracy", None, f"{large:g} not run"))
-    parts += [
-        Part("smaller values all fine", bool(len(small) > 1 and
-                                             (small.max() - small.min()) * 100 <= same),
-             f"{listing(small)}: spread {100 * (small.max() - small.min()):.2f} points "
-             f"(fine: <= {same:g})"),
-        Part("slight overfitting as decay grows", bool(rg >= 0.5),
-             f"overfitting gap |train - test accuracy| in points: "
-             f"{listing(gap_small, lambda v: f'{100 * v:.2f}')}; rank correlation with decay "
-             f"{rg:+.2f} (grows: >= 0.5)"),
-    ]
+    if len(small) > 1:
+        worst = small.idxmin()
+        d = compare(seeds[small.idxmax()], seeds[worst])
+        fine = not d.resolved or abs(d.d) * 100 <= TOL
+        parts.append(Part("smaller values all fine", bool(fine),
+                          f"{listing(small)}: best minus worst {d.text()} (fine: not resolved, "
+                          f"or within {TOL:g} points)"))
+    else:
+        parts.append(Part("smaller values all fine", None, "fewer than 2 smaller decays run"))
+    gaps = {w: (part["train_acc"] - part["test_acc"]).abs().to_numpy()
+            for w, part in runs[runs["weight_decay"] < large].groupby("weight_decay")}
+    gap = pd.Series({w: v.mean() for w, v in gaps.items()}, dtype=float).sort_index()
+    claim = "slight overfitting as decay grows"
+    if len(gap) < 3:
+        parts.append(Part(claim, None, "fewer than 3 smaller decays run"))
+    else:
+        d = compare(gaps[gap.idxmax()], gaps[gap.idxmin()])
+        rg = rank_corr(gap.index, gap.values)
+        text = (f"overfitting gap |train - test accuracy| in points: "
+                f"{listing(gap, lambda v: f'{100 * v:.2f}')}; largest minus smallest "
+                f"{d.text()}; rank correlation with decay {rg:+.2f} (grows: >= 0.5)")
+        parts.append(Part(claim, None, text, unresolved=True) if not d.resolved
+                     else Part(claim, bool(rg >= 0.5), text))
     return parts
 
 
-def judge_batch_size(runs, curves, timing, level=0.97, min_evals=4, visibly=1.5):
+def step_jitter(steps: pd.DataFrame, run_ids: Sequence[str], key: str = "batch_train_loss"
+                ) -> pd.Series:
+    """Per run: the mean |change| of ``key`` between consecutive logged iterations over the
+    second half of its training (the study's training curve, logged every 50 iterations)."""
+    out = {}
+    s = steps[steps["run_id"].isin(list(run_ids)) & (steps["key"] == key)]
+    for rid, part in s.groupby("run_id"):
+        v = part.sort_values("iteration")
+        late = v[v["iteration"] > v["iteration"].max() / 2]["value"].to_numpy()
+        if len(late) >= 2:
+            out[rid] = float(np.abs(np.diff(late)).mean())
+    return pd.Series(out, dtype=float)
+
+
+def judge_batch_size(runs, curves, timing, level=0.97, visibly=1.5, steps=None,
+                     key="batch_train_loss"):
+    """Batch 10 oscillates visibly, judged on the training curves as the study plotted them:
+    the batch loss logged every ``log_every_steps`` iterations. Its mean |change| between
+    logs over the second half of training, per run; batch 10 oscillates most when its mean
+    over seeds is ``visibly`` times the most of the other batch sizes' and the difference is
+    resolved."""
     acc = mean_by(runs, "batch_size")
-    jitter, n_evals = {}, {}
-    for b, part in runs.groupby("batch_size"):
-        c = curve(curves, part["run_id"], "test_acc")
-        late = c.iloc[len(c) // 2:]
-        n_evals[b] = len(late)
-        jitter[b] = float(np.abs(np.diff(late.to_numpy())).mean()) if len(late) >= 2 else math.nan
-    jitter = pd.Series(jitter, dtype=float).sort_index()
-    fewest = min(n_evals.values()) if n_evals else 0
-    if fewest < min_evals:
-        osc = Part("batch 10 oscillates most", None,
-                   f"too few evaluations: {fewest} in the second half of training "
-                   f"(need {min_evals}; the study evaluated every {PROTOCOL.test_every} of "
-                   f"{PROTOCOL.epochs} epochs)")
-    else:
-        smallest = jitter.index.min()
-        others = jitter.drop(smallest).max() if len(jitter) > 1 else math.nan
-        ratio = jitter[smallest] / others if others > 0 else math.inf
-        osc = Part(f"batch {smallest:g} oscillates most", bool(ratio >= visibly),
-                   "mean |change| of test accuracy between evaluations over the second half, "
-                   f"points: {listing(jitter, lambda v: f'{100 * v:.3f}')}; batch "
-                   f"{smallest:g} / the most of the others {ratio:.2f}x (visibly: "
-                   f">= {visibly:g}x)")
-    return [osc, Part(f"all converge to high accuracy (> {level:.0%})",
-                      bool((acc > level).all()), listing(acc))]
+    conv = Part(f"all converge to high accuracy (> {level:.0%})", bool((acc > level).all()),
+                listing(acc))
+    smallest = acc.index.min() if len(acc) else 10
+    claim = f"batch {smallest:g} oscillates most"
+    if steps is None or steps.empty:
+        return [Part(claim, None, "no training curves: the runs logged no batch metrics "
+                     "(`log_every_steps=50`, the study's dispfreq)"), conv]
+    per_run = step_jitter(steps, runs["run_id"], key)
+    by = {b: per_run.reindex(part["run_id"]).dropna().to_numpy()
+          for b, part in runs.groupby("batch_size")}
+    if any(len(v) == 0 for v in by.values()):
+        lacking = [f"{b:g}" for b, v in by.items() if len(v) == 0]
+        return [Part(claim, None, f"no training curves for batch {', '.join(lacking)}"), conv]
+    jitter = pd.Series({b: v.mean() for b, v in by.items()}, dtype=float).sort_index()
+    others = jitter.drop(smallest)
+    rival = others.idxmax()
+    ratio = jitter[smallest] / others.max() if others.max() > 0 else math.inf
+    d = compare(by[smallest], by[rival])
+    text = (f"mean |change| of the batch train loss between logs every 50 iterations, second "
+            f"half of training: {listing(jitter, lambda v: f'{v:.4f}')}; batch {smallest:g} / "
+            f"the most of the others ({rival:g}) {ratio:.2f}x (visibly: >= {visibly:g}x), "
+            f"difference {d.text(scale=1, unit='', digits=4)}")
+    if not d.resolved:
+        return [Part(claim, None, text, unresolved=True), conv]
+    return [Part(claim, bool(ratio >= visibly and d.d > 0), text), conv]
 
 
-def judge_hidden_size(runs, curves, timing, knee=512, level=0.97, same=0.5):
+def judge_hidden_size(runs, curves, timing, knee=512, level=0.97, same=0.5, steps=None):
     acc = mean_by(runs, "hidden_size")
     low, high = acc[acc.index <= knee], acc[acc.index >= knee]
     reach = epochs_to(curves, runs[runs["hidden_size"] <= knee], "hidden_size", level)
@@ -386,7 +536,7 @@ def judge_hidden_size(runs, curves, timing, knee=512, level=0.97, same=0.5):
     return parts
 
 
-def judge_focal(runs, curves, timing, gammas=(0, 0.5, 1, 2, 5)):
+def judge_focal(runs, curves, timing, gammas=(0, 0.5, 1, 2, 5), steps=None):
     """Analytic: the loss of a confident sample (p = 0.9) relative to an unconfident one
     (p = 0.1), by our focal loss, for increasing gamma."""
     from mlp import losses
@@ -406,27 +556,77 @@ def judge_focal(runs, curves, timing, gammas=(0, 0.5, 1, 2, 5)):
                  ", ".join(f"gamma {g:g}: {r:.4f}" for g, r in zip(gammas, ratios)))]
 
 
-def judge_dropout(runs, curves, timing, rise=0.3, shrink=0.5):
-    acc = mean_by(runs, "dropout")
-    if not {0.0, 0.2} <= set(acc.index):
-        return [Part("dropout against none", None, "needs dropout 0.0 and 0.2")]
-    early = {}
-    for d, part in runs.groupby("dropout"):
-        c = curve(curves, part["run_id"], "train_acc")
-        early[d] = c.iloc[: max(1, len(c) // 5)].mean()
-    gap = overfit_gap(runs).groupby(runs["dropout"]).mean()
-    d_acc = (acc[0.2] - acc[0.0]) * 100
-    d_gap = (gap[0.2] - gap[0.0]) * 100
-    return [
-        Part("converges more slowly", bool(early[0.2] < early[0.0]),
-             f"mean train accuracy over the first fifth of training: {pts(early[0.0])} "
-             f"without, {pts(early[0.2])} with dropout"),
-        Part(f"test accuracy rises (about {rise:g} points)", bool(d_acc > 0),
-             f"{d_acc:+.2f} points"),
-        Part(f"the overfitting gap shrinks (about {shrink:g} points)", bool(d_gap < 0),
-             f"|train - test accuracy| {100 * gap[0.0]:.2f} -> {100 * gap[0.2]:.2f} points "
-             f"({d_gap:+.2f})"),
-    ]
+def _reach(curves: pd.DataFrame, run_ids: Sequence[str], level: float,
+           key: str = "train_acc") -> np.ndarray:
+    """Each run's first epoch with ``key`` >= ``level`` (inf: never)."""
+    out = []
+    for rid in run_ids:
+        c = curve(curves, [rid], key)
+        hit = c[c >= level]
+        out.append(float(hit.index[0]) if len(hit) else math.inf)
+    return np.array(out)
+
+
+def _final(curves: pd.DataFrame, run_ids: Sequence[str], key: str) -> np.ndarray:
+    """Each run's last value of ``key`` (NaN where it has none)."""
+    out = []
+    for rid in run_ids:
+        c = curve(curves, [rid], key)
+        out.append(float(c.iloc[-1]) if len(c) else math.nan)
+    return np.array(out)
+
+
+def judge_dropout(runs, curves, timing, rise=0.3, shrink=0.5, levels=(0.94, 0.95), steps=None):
+    """Dropout against none, with the study's own dropout (``dropout_mask=fixed``: a fixed
+    80% of the units, at test time too) where it ran, else inverted dropout (saying so).
+    Converges more slowly: more epochs to each of ``levels`` train accuracy, resolved.
+    Test accuracy rises by about ``rise`` points and the gap shrinks by about ``shrink``:
+    resolved changes within :data:`ABOUT` of those. The gap is |train - test accuracy|
+    with the training set evaluated as the test set is (``eval_train``; else the running
+    train accuracy, measured with the training-mode mask, saying so)."""
+    masks = runs["dropout_mask"] if "dropout_mask" in runs else pd.Series("inverted", runs.index)
+    none = runs[runs["dropout"] == 0]
+    fixed = runs[(runs["dropout"] > 0) & (masks == "fixed")]
+    drop = fixed if len(fixed) else runs[(runs["dropout"] > 0) & (masks != "fixed")]
+    if none.empty or drop.empty:
+        return [Part("dropout against none", None, "needs runs with and without dropout")]
+    which = "the study's fixed mask" if len(fixed) else "inverted dropout (the study's fixed " \
+        "mask not run: `python scripts/reproduce.py --only dropout_fixed_mask`)"
+    parts = []
+    slower, texts = [], []
+    for lv in levels:
+        d = compare(_reach(curves, drop["run_id"], lv), _reach(curves, none["run_id"], lv))
+        slower.append(None if not d.resolved else d.d > 0)
+        texts.append(f"{lv:.0%}: {d.text(scale=1, unit=' epochs', digits=1)}")
+    held = None if None in slower else all(slower)
+    if held is None and any(s is False for s in slower):
+        held = False
+    parts.append(Part("converges more slowly", held,
+                      f"{which}; epochs to train accuracy, with minus without: "
+                      + "; ".join(texts), unresolved=held is None))
+    d_acc = compare(drop["test_acc"], none["test_acc"])
+    held = about(d_acc, rise / 100)
+    parts.append(Part(f"test accuracy rises by about {rise:g} points", held,
+                      f"{pts(none['test_acc'].mean())} -> {pts(drop['test_acc'].mean())}: "
+                      f"{d_acc.text()}; {about_text(d_acc, rise / 100, rise)}",
+                      unresolved=held is None))
+    ev = {k: _final(curves, r["run_id"], "train_eval_acc") for k, r in (("none", none),
+                                                                        ("drop", drop))}
+    evaluated = all(np.isfinite(v).all() and len(v) for v in ev.values())
+    train = {"none": ev["none"], "drop": ev["drop"]} if evaluated else \
+        {"none": none["train_acc"].to_numpy(), "drop": drop["train_acc"].to_numpy()}
+    gap_none = np.abs(train["none"] - none["test_acc"].to_numpy())
+    gap_drop = np.abs(train["drop"] - drop["test_acc"].to_numpy())
+    d_gap = compare(gap_drop, gap_none)
+    how = "the training set evaluated as the test set" if evaluated else \
+        "the running train accuracy (training-mode masks lower it)"
+    held = about(d_gap, -shrink / 100)
+    parts.append(Part(f"the overfitting gap shrinks by about {shrink:g} points", held,
+                      f"|train - test accuracy|, train accuracy from {how}: "
+                      f"{100 * gap_none.mean():.2f} -> {100 * gap_drop.mean():.2f} points: "
+                      f"{d_gap.text()}; {about_text(d_gap, -shrink / 100, shrink)} (a "
+                      f"shrinking)", unresolved=held is None))
+    return parts
 
 
 # the table ------------------------------------------------------------------------------------
@@ -472,7 +672,8 @@ FINDINGS: tuple[Finding, ...] = (
             "unconfident ones.", (), judge_focal),
     Finding(10, "Dropout", "With ReLU + focal loss and lr 5e-5, dropout (keep 0.8) converges "
             "more slowly, raises test accuracy by about 0.3 points and shrinks the train/test "
-            "gap by about 0.5 points.", ("dropout",), judge_dropout, factor="dropout"),
+            "gap by about 0.5 points.", ("dropout", "dropout_fixed_mask"), judge_dropout,
+            factor="dropout", by=("dropout", "dropout_mask")),
 )
 
 
@@ -523,7 +724,8 @@ def _configuration_text(row: dict, varying: Sequence[str]) -> str:
 
 def evaluate(finding: Finding, runs: pd.DataFrame, curves: pd.DataFrame,
              timing: pd.DataFrame | None, protocol: Protocol = PROTOCOL,
-             study: pd.DataFrame | None = None) -> Judgement:
+             study: pd.DataFrame | None = None, steps: pd.DataFrame | None = None
+             ) -> Judgement:
     """The finding's verdict from all runs of a study (any grids, any statuses).
 
     A verdict rests on every configuration of the finding's grids (``study``: the study's
@@ -536,7 +738,7 @@ def evaluate(finding: Finding, runs: pd.DataFrame, curves: pd.DataFrame,
         return Judgement(Verdict.NOT_MEASURED, [],
                          f"no completed runs of grid {' or '.join(finding.grids)}{where} "
                          f"(`python scripts/reproduce.py --only {finding.grids[0]}`)", "none")
-    parts = finding.judge(sel, curves, timing)
+    parts = finding.judge(sel, curves, timing, steps=steps)
     judgement = Judgement(combine(parts), parts, runs=describe_runs(sel) if finding.grids
                           else "computed, no runs")
     short = int(sel["epochs"].min()) if finding.grids else protocol.epochs
@@ -548,7 +750,10 @@ def evaluate(finding: Finding, runs: pd.DataFrame, curves: pd.DataFrame,
                          f"{protocol.epochs} (at {short} it would be: {judgement.verdict.value})")
         judgement.verdict = Verdict.NOT_MEASURED
     elif len(missing):
+        study_ = configurations() if study is None else study
+        grid = study_[in_grids(study_, finding.grids)]
         varying = [k for k in CONFIG_KEYS if missing[k].nunique() > 1] or \
+            [k for k in CONFIG_KEYS if grid[k].nunique() > 1] or \
             [k for k in CONFIG_KEYS if k != "loss.reduction"][:2]
         shown = [_configuration_text(r, varying) for r in missing.head(4).to_dict("records")]
         more = f" and {len(missing) - len(shown)} more" if len(missing) > len(shown) else ""
@@ -558,6 +763,6 @@ def evaluate(finding: Finding, runs: pd.DataFrame, curves: pd.DataFrame,
                          f"ran it would be: {judgement.verdict.value}")
         judgement.verdict = Verdict.NOT_MEASURED
     else:
-        judgement.why = "; ".join(f"{p.claim}: not measured, {p.evidence}"
+        judgement.why = "; ".join(f"{p.claim}: {p.mark}, {p.evidence}"
                                   for p in parts if p.held is None)
     return judgement

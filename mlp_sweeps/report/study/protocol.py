@@ -36,7 +36,7 @@ PROTOCOL = Protocol()
 # the settings that tell the study's configurations apart (TrainConfig's names, with the
 # loss's reduction), as columns of a runs frame (mlp_sweeps.read.results.load_runs)
 CONFIG_KEYS = ("activation", "loss", "loss.reduction", "depth", "hidden_size", "dropout",
-               "lr", "momentum", "weight_decay", "batch_size")
+               "dropout_mask", "lr", "momentum", "weight_decay", "batch_size")
 
 
 def read_published(path: Path = REFERENCE / "published_results.csv") -> pd.DataFrame:
