@@ -57,30 +57,45 @@ def plot_learning_curves(history: Sequence[dict[str, Any]], path: Path,
     return _save(fig, path)[0]
 
 
-def _label(row: pd.Series, factors: Sequence[str]) -> str:
+def _label(row: pd.Series, factors: Sequence[str], labels: Any = None) -> str:
+    """A configuration's legend entry: ``labels(row)`` if given, else its factors' values."""
+    if labels is not None:
+        return labels(row)
     return ", ".join(f"{f}={row[f]:g}" if isinstance(row[f], float) else f"{f}={row[f]}"
                      for f in factors)
 
 
+ACC_FLOOR = 0.8  # accuracy panels start here unless every curve is above it
+
+
 def plot_sweep_curves(runs: pd.DataFrame, histories: pd.DataFrame, factors: Sequence[str],
-                      path: Path, title: str = "", formats=("png", "svg")) -> list[Path]:
+                      path: Path, title: str = "", formats=("png", "svg"), labels: Any = None
+                      ) -> list[Path]:
     """Overlaid learning curves: train/test loss and accuracy against epoch, one line per
-    configuration (labelled by the swept ``factors``); seeds averaged."""
+    configuration (labelled by the swept ``factors``, or ``labels(row)``): the mean over its
+    seeds, with the band from the lowest to the highest seed. A configuration whose curve
+    stays below an accuracy panel's axis is named in that panel."""
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True, sharex=True)
     panels = [("train_loss", axes[0, 0]), ("test_loss", axes[0, 1]),
               ("train_acc", axes[1, 0]), ("test_acc", axes[1, 1])]
     groups = runs.groupby(list(factors), sort=True, dropna=False) if factors else [((), runs)]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn: dict[str, list[tuple[str, float]]] = {k: [] for k, _ in panels}
     for i, (_, part) in enumerate(groups):
-        label = _label(part.iloc[0], factors) if factors else "runs"
+        label = _label(part.iloc[0], factors, labels) if factors else "runs"
         if (part["status"] != "finished").all():
             label += f" ({part['status'].iloc[0]})"
         h = histories[histories["run_id"].isin(part["run_id"])]
+        color = colors[i % len(colors)]
         for key, ax in panels:
-            s = h[h["key"] == key].groupby("epoch")["value"].mean()
-            if len(s):
-                ax.plot(s.index, s.values, color=colors[i % len(colors)], label=label,
+            g = h[h["key"] == key].groupby("epoch")["value"].agg(["mean", "min", "max"])
+            if len(g):
+                ax.plot(g.index, g["mean"], color=color, label=label,
                         marker="o" if key.startswith("test") else None, markersize=3)
+                if part["run_id"].nunique() > 1:
+                    ax.fill_between(g.index, g["min"], g["max"], color=color, alpha=0.2,
+                                    linewidth=0)
+                drawn[key].append((label, float(g["max"].max())))
     for key, ax in panels:
         ax.set_title(key.replace("_", " "))
         ax.grid(alpha=0.3)
@@ -88,7 +103,13 @@ def plot_sweep_curves(runs: pd.DataFrame, histories: pd.DataFrame, factors: Sequ
             ax.set_yscale("log")
         else:
             lo = ax.get_ylim()[0]
-            ax.set_ylim(max(lo, 0.8) if lo < 0.99 else lo, 1.0)
+            floor = max(lo, ACC_FLOOR) if lo < 0.99 else lo
+            ax.set_ylim(floor, 1.0)
+            below = [lab for lab, top in drawn[key] if top < floor]
+            if below:
+                ax.text(0.98, 0.04, f"below {floor:.2f} throughout: " + "; ".join(below),
+                        transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+                        bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
     for ax in axes[1]:
         ax.set_xlabel("epoch")
     axes[0, 0].legend(fontsize=8)
@@ -96,22 +117,54 @@ def plot_sweep_curves(runs: pd.DataFrame, histories: pd.DataFrame, factors: Sequ
     return _save(fig, path, formats)
 
 
+def plot_step_curves(runs: pd.DataFrame, steps: pd.DataFrame, factor: str, path: Path,
+                     key: str = "batch_train_loss", title: str = "", formats=("png", "svg")
+                     ) -> list[Path]:
+    """The training curves as the study drew them: a batch metric every ``log_every_steps``
+    iterations against the iteration, one panel per level of ``factor`` (one run each: the
+    lowest seed), on a shared log-scaled value axis."""
+    levels = sorted(runs[factor].unique())
+    fig, axes = plt.subplots(1, len(levels), figsize=(3.2 * len(levels), 3.4),
+                             constrained_layout=True, sharey=True, squeeze=False)
+    for ax, v in zip(axes[0], levels):
+        part = runs[runs[factor] == v].sort_values("seed")
+        rid = part["run_id"].iloc[0]
+        s = steps[(steps["run_id"] == rid) & (steps["key"] == key)].sort_values("iteration")
+        ax.plot(s["iteration"], s["value"], linewidth=0.4)
+        ax.set_title(f"{factor.replace('_', ' ')} {v:g} (seed {int(part['seed'].iloc[0])})")
+        ax.set_xlabel("iteration")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(key.replace("_", " "))
+    fig.suptitle(title)
+    return _save(fig, path, formats)
+
+
 def plot_against(runs: pd.DataFrame, factor: str, values: Sequence[str], path: Path,
-                 title: str = "", formats=("png", "svg")) -> list[Path]:
+                 title: str = "", formats=("png", "svg"), min_span: float = 0.01) -> list[Path]:
     """Final ``values`` (e.g. test_acc, time_s) against a swept hyperparameter, mean over
-    seeds with min-max bars; log axis where the study's grid is logarithmic."""
+    seeds with min-max bars at every point (the seeds run are in the axis label); log axis
+    where the study's grid is logarithmic. An accuracy axis spans at least ``min_span``
+    (1 point), so that seed noise is not drawn as structure; a point off the axis is named."""
     fig, axes = plt.subplots(1, len(values), figsize=(5.5 * len(values), 4),
                              constrained_layout=True, squeeze=False)
     ok = runs[runs["status"].isin(RESULTS)]
     for ax, v in zip(axes[0], values):
-        g = ok.groupby(factor)[v].agg(["mean", "min", "max"]).sort_index()
+        g = ok.groupby(factor)[v].agg(["mean", "min", "max", "count"]).sort_index()
         x = g.index.to_numpy(dtype=float)
         ax.errorbar(x, g["mean"], yerr=[g["mean"] - g["min"], g["max"] - g["mean"]],
                     marker="o", capsize=3)
         if factor in LOG_AXES or (x > 0).all() and x.max() / max(x.min(), 1e-300) > 50:
             ax.set_xscale("log")
-        ax.set_xlabel(factor)
-        ax.set_ylabel(v.replace("_", " "))
+        if v.endswith("_acc"):
+            lo, hi = ax.get_ylim()
+            if hi - lo < min_span:
+                mid = (hi + lo) / 2
+                ax.set_ylim(mid - min_span / 2, mid + min_span / 2)
+        n = sorted(set(g["count"].astype(int)))
+        seeds = f"{n[0]} seeds" if len(n) == 1 else f"{n[0]}-{n[-1]} seeds"
+        ax.set_xlabel(factor.replace("_", " "))
+        ax.set_ylabel(f"{v.replace('_', ' ')} (mean, min-max over {seeds})")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     return _save(fig, path, formats)

@@ -254,13 +254,27 @@ class Report:
     def figures(self, f, sel: pd.DataFrame) -> list[str]:
         """The finding's learning curves and, for a numeric factor, final test accuracy
         against it; paths relative to the report."""
-        from mlp_sweeps.read.figures import plot_against, plot_sweep_curves
+        from mlp_sweeps.read.figures import plot_against, plot_step_curves, plot_sweep_curves
 
         name = f.topic.lower().replace(" ", "_")
         where = ", 1 hidden layer" if f.where.get("depth") == 1 else ""
-        plot_sweep_curves(sel, self.ev.curves, [f.factor], self.fig_dir / f"{name}_curves",
-                          title=f"{f.topic} ({describe_runs(sel)}{where})")
+        drawn, labels = sel, None
+        if f.factor == "loss":  # one activation: the losses' curves, not five pooled
+            drawn, where = sel[sel["activation"] == "relu"], where + ", ReLU"
+        if f.factor == "dropout":  # as the claim says it: keep probability, and which mask
+            labels = _dropout_label
+        plot_sweep_curves(drawn, self.ev.curves, f.table_by, self.fig_dir / f"{name}_curves",
+                          title=f"{f.topic} ({describe_runs(drawn)}{where}; mean over "
+                                f"seeds, band: lowest to highest seed)", labels=labels)
         out = [f"figures/{name}_curves.png"]
+        if f.factor == "batch_size" and not self.ev.steps.empty:
+            have = sel[sel["run_id"].isin(set(self.ev.steps["run_id"]))]
+            if have[f.factor].nunique() == sel[f.factor].nunique():
+                plot_step_curves(have, self.ev.steps, f.factor,
+                                 self.fig_dir / f"{name}_training_curves",
+                                 title="batch train loss every 50 iterations, as the study "
+                                       "plotted its training curves")
+                out.append(f"figures/{name}_training_curves.png")
         if pd.api.types.is_numeric_dtype(sel[f.factor]) and sel[f.factor].nunique() > 2:
             plot_against(sel, f.factor, ["test_acc"], self.fig_dir / f"{name}_vs_{f.factor}",
                          title=f"final test accuracy against {f.factor}")
@@ -349,6 +363,13 @@ class Report:
         path = self.out / "REPORT.md"
         path.write_text("\n".join(lines))
         return path
+
+
+def _dropout_label(row) -> str:
+    if not row["dropout"]:
+        return "no dropout"
+    kind = "the study's fixed mask" if row.get("dropout_mask") == "fixed" else "inverted"
+    return f"keep {1 - row['dropout']:g}, {kind}"
 
 
 def _anchor(f) -> str:
