@@ -170,6 +170,57 @@ def plot_against(runs: pd.DataFrame, factor: str, values: Sequence[str], path: P
     return _save(fig, path, formats)
 
 
+def plot_depth_pairs(runs: pd.DataFrame, path: Path, value: str = "test_acc", title: str = "",
+                     formats=("png", "svg")) -> list[Path]:
+    """1 against 2 hidden layers: ``value`` of each activation x loss configuration run at
+    both depths, side by side (mean over seeds, min-max bars), one panel per loss."""
+    ok = runs[runs["status"].isin(RESULTS)]
+    g = ok.groupby(["loss", "activation", "depth"])[value].agg(["mean", "min", "max"])
+    losses = sorted({k[0] for k in g.index})
+    widths = [len({a for a, _ in g.loc[loss].index}) + 1 for loss in losses]
+    fig, axes = plt.subplots(1, len(losses), figsize=(0.9 * sum(widths) + 1, 3.6),
+                             constrained_layout=True, squeeze=False, sharey=True,
+                             gridspec_kw={"width_ratios": widths})
+    for ax, loss in zip(axes[0], losses):
+        part = g.loc[loss]
+        acts = sorted({a for a, _ in part.index})
+        for j, depth in enumerate((1, 2)):
+            rows = [part.loc[(a, depth)] if (a, depth) in part.index else None for a in acts]
+            x = np.arange(len(acts)) + (j - 0.5) * 0.38
+            m = [r["mean"] if r is not None else np.nan for r in rows]
+            err = [[r["mean"] - r["min"] if r is not None else 0 for r in rows],
+                   [r["max"] - r["mean"] if r is not None else 0 for r in rows]]
+            ax.bar(x, m, width=0.38, yerr=err, capsize=2,
+                   label=f"{depth} hidden layer{'s' if depth > 1 else ''}")
+        ax.set_xticks(np.arange(len(acts)), acts, rotation=30)
+        ax.set_title(loss.replace("_", " "))
+        ax.grid(alpha=0.3, axis="y")
+    lo = float(g["min"].min())
+    axes[0, 0].set_ylim(max(0.0, lo - 0.02), 1.0)
+    axes[0, 0].set_ylabel(f"{value.replace('_', ' ')} (mean, min-max over seeds)")
+    axes[0, 0].legend(fontsize=8, loc="lower left")
+    fig.suptitle(title)
+    return _save(fig, path, formats)
+
+
+def plot_time_against(timing: pd.DataFrame, factor: str, path: Path, title: str = "",
+                      formats=("png", "svg")) -> list[Path]:
+    """Seconds per epoch against ``factor`` from a timing pass: the median epoch with bars
+    from its fastest to its slowest epoch."""
+    t = timing.sort_values(factor)
+    fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    x = t[factor].to_numpy(dtype=float)
+    ax.errorbar(x, t["epoch_s"], yerr=[t["epoch_s"] - t["epoch_s_min"],
+                                       t["epoch_s_max"] - t["epoch_s"]], marker="o", capsize=3)
+    if factor in LOG_AXES:
+        ax.set_xscale("log")
+    ax.set_xlabel(factor.replace("_", " "))
+    ax.set_ylabel("s per epoch (median; fastest-slowest epoch)")
+    ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path, formats)
+
+
 def plot_focal_loss(path: Path, gammas: Sequence[float] = (0, 0.5, 1, 2, 5), n_classes: int = 10,
                     formats=("png", "svg")) -> list[Path]:
     """Focal loss against the true-class probability p for several gamma, computed by the

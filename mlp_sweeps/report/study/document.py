@@ -245,6 +245,25 @@ class Report:
                       "it varies with what ran beside it; the timing pass (below) times "
                       "configurations alone.", ""]
             lines += [f"![{f.topic}]({fig})" for fig in self.figures(f, sel)] + [""]
+        if f.number == 3 and not sel.empty:  # the study's two-layer comparison figures
+            from mlp_sweeps.read.figures import plot_depth_pairs
+            tab = sel[sel["key"].isin(self._table_keys()) | sel["key"].isin(
+                {tuple(configuration({"activation": r.activation, "loss": r.loss, "depth": 2})[k]
+                       for k in CONFIG_KEYS) for r in self.published.itertuples()})]
+            plot_depth_pairs(tab, self.fig_dir / "depth_pairs",
+                             title="1 against 2 hidden layers of 784, the published tables' "
+                                   f"configurations ({describe_runs(tab)})")
+            lines += ["![Depth](figures/depth_pairs.png)", ""]
+        if f.number == 8 and self.timing is not None and "epoch_s_min" in self.timing:
+            from mlp_sweeps.read.figures import plot_time_against
+            t = self.timing[(self.timing["depth"] == 1) & (self.timing["activation"] == "relu")
+                            & (self.timing["loss"] == "cross_entropy")
+                            & (self.timing["batch_size"] == 100)]
+            if t["hidden_size"].nunique() > 2:
+                plot_time_against(t, "hidden_size", self.fig_dir / "hidden_size_time",
+                                  title="training time against width (the timing pass: each "
+                                        "alone, 1 BLAS thread)")
+                lines += ["![Hidden size: time](figures/hidden_size_time.png)", ""]
         if f.number == 9:
             from mlp_sweeps.read.figures import plot_focal_loss
             plot_focal_loss(self.fig_dir / "focal_loss")
