@@ -61,8 +61,8 @@ def _label(row: pd.Series, factors: Sequence[str], labels: Any = None) -> str:
     """A configuration's legend entry: ``labels(row)`` if given, else its factors' values."""
     if labels is not None:
         return labels(row)
-    return ", ".join(f"{f}={row[f]:g}" if isinstance(row[f], float) else f"{f}={row[f]}"
-                     for f in factors)
+    return ", ".join(f"{f.replace('_', ' ')} {row[f]:g}" if isinstance(row[f], float)
+                     else f"{f.replace('_', ' ')} {row[f]}" for f in factors)
 
 
 ACC_FLOOR = 0.8  # accuracy panels start here unless every curve is above it

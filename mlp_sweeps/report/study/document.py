@@ -152,6 +152,18 @@ class Report:
                          "runs": j.runs})
         return _md(pd.DataFrame(rows))
 
+    def empty_cells(self) -> str:
+        """Which columns of the evidence's runs are empty, and why."""
+        runs = self.ev.runs
+        why = {"cpu_s": "runs recorded before the CPU time of a run was logged",
+               "diverged_epoch": "runs that did not diverge",
+               "train_limit": "runs on the full training set",
+               "test_limit": "runs on the full test set"}
+        parts = [f"`{c}` in {int(runs[c].isna().sum())} of {len(runs)} ({w})"
+                 for c, w in why.items() if c in runs and runs[c].isna().any()]
+        return ("Empty cells of `runs.csv`: " + "; ".join(parts) + "; a loss's or "
+                "optimizer's own parameters in the runs of the others.") if parts else ""
+
     def deviations(self) -> list[str]:
         """Where this reproduction differs from the study on purpose, as bullet lines."""
         selu = self.published[(self.published["activation"] == "selu")
@@ -277,12 +289,13 @@ class Report:
 
         name = f.topic.lower().replace(" ", "_")
         where = ", 1 hidden layer" if f.where.get("depth") == 1 else ""
-        drawn, labels = sel, None
+        drawn, labels, factors = sel, None, f.table_by
         if f.factor == "loss":  # one activation: the losses' curves, not five pooled
             drawn, where = sel[sel["activation"] == "relu"], where + ", ReLU"
+            factors, labels = ["loss"], lambda row: row["loss"].replace("_", " ")
         if f.factor == "dropout":  # as the claim says it: keep probability, and which mask
             labels = _dropout_label
-        plot_sweep_curves(drawn, self.ev.curves, f.table_by, self.fig_dir / f"{name}_curves",
+        plot_sweep_curves(drawn, self.ev.curves, factors, self.fig_dir / f"{name}_curves",
                           title=f"{f.topic} ({describe_runs(drawn)}{where}; mean over "
                                 f"seeds, band: lowest to highest seed)", labels=labels)
         out = [f"figures/{name}_curves.png"]
@@ -378,7 +391,7 @@ class Report:
                   f"the timing pass's median epoch × {PROTOCOL.epochs} plus "
                   f"{PROTOCOL.epochs // PROTOCOL.test_every} test evaluations; the last column "
                   "is how many times faster ours is.", "", self.time_table(), "",
-                  "## How this report was made", "", header, ""]
+                  "## How this report was made", "", header, "", self.empty_cells(), ""]
         path = self.out / "REPORT.md"
         path.write_text("\n".join(lines))
         return path

@@ -85,7 +85,7 @@ class Evidence:
     def write(self, folder: Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        runs = self.runs.sort_values(["grid", "run_name", "seed"], kind="stable")
+        runs = with_defaults(self.runs).sort_values(["grid", "run_name", "seed"], kind="stable")
         runs.to_csv(folder / "runs.csv", index=False, float_format="%.10g")
         curves = self.curves.sort_values(["run_id", "key", "epoch"], kind="stable")
         # mtime 0: the same curves give the same bytes
