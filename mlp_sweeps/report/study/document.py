@@ -152,6 +152,15 @@ class Report:
                          "runs": j.runs})
         return _md(pd.DataFrame(rows))
 
+    def seeds_text(self) -> str:
+        """How many of the study's configurations ran at how many seeds."""
+        if self.runs.empty:
+            return "none run yet"
+        per = self.runs.groupby("key")["seed"].nunique()
+        counts = per.value_counts().sort_index(ascending=False)
+        return ", ".join(f"{n} of the {len(self.study)} configurations at {k} seed"
+                         f"{'s' if k > 1 else ''}" for k, n in counts.items())
+
     def empty_cells(self) -> str:
         """Which columns of the evidence's runs are empty, and why."""
         runs = self.ev.runs
@@ -173,8 +182,10 @@ class Report:
                      f"{selu['train_acc'].iloc[0]:.4f}, test accuracy "
                      f"{selu['test_acc'].iloc[0]:.4f})") if len(selu) else ""
         return [
-            "- **Seeds.** The study ran each configuration once; here every configuration "
-            "ran at seeds 0, 1 and 2, and verdicts compare means against the seeds' spread.",
+            "- **Seeds.** The study ran each configuration once; here "
+            f"{self.seeds_text()} (seeds 0, 1, 2), and verdicts compare means against the "
+            "seeds' spread; a part whose configurations ran at one seed cannot resolve a "
+            "difference and says so.",
             "- **GELU's gradient.** Ours is the analytic derivative of the tanh "
             "approximation; the study's code took a finite difference, which it gave as the "
             "reason GELU was the slowest per epoch (finding 1). Our per-epoch times cannot "
@@ -349,8 +360,8 @@ class Report:
                  f"A published student study trained a NumPy multilayer perceptron on MNIST "
                  f"and drew {len(self.judgements)} findings from grids of activations, "
                  f"losses, depth and hyperparameters. This report trains every configuration "
-                 f"of those grids again with mlp-sweeps, at seeds 0, 1 and 2, and judges each "
-                 f"finding from the runs: {tally}. The published tables are set beside ours, "
+                 f"of those grids again with mlp-sweeps ({self.seeds_text()}), and judges "
+                 f"each finding from the runs: {tally}. The published tables are set beside ours, "
                  f"and the places where this reproduction deliberately differs from the "
                  f"study are listed. How the runs were made and how to rebuild this report: "
                  f"[the appendix](#how-this-report-was-made).", "",

@@ -701,9 +701,18 @@ def describe_runs(runs: pd.DataFrame) -> str:
     seeds = sorted(set(runs["seed"].astype(int)))
     ep_text = f"{ep[0]} epoch{'s' if ep[0] > 1 else ''}" if len(ep) == 1 else \
         f"{ep[0]}-{ep[-1]} epochs"
-    seed_text = (f"seed {seeds[0]}" if len(seeds) == 1 else
-                 f"seeds {', '.join(map(str, seeds))}")
-    return f"{len(runs)} run{'s' if len(runs) > 1 else ''}, {ep_text}, {seed_text}"
+    def seed_text(seeds):
+        return (f"seed {seeds[0]}" if len(seeds) == 1 else
+                f"seeds {', '.join(map(str, seeds))}")
+
+    text = f"{len(runs)} run{'s' if len(runs) > 1 else ''}, {ep_text}, "
+    if set(CONFIG_KEYS) <= set(runs.columns):  # configurations run at different seeds: say so
+        per = runs.groupby(config_key(runs))["seed"].agg(lambda s: tuple(sorted(set(s))))
+        if per.nunique() > 1:
+            counts = per.value_counts()
+            return text + "; ".join(f"{seed_text(list(k))} for {n} configuration"
+                                    f"{'s' if n > 1 else ''}" for k, n in counts.items())
+    return text + seed_text(seeds)
 
 
 def missing_configurations(finding: Finding, sel: pd.DataFrame,
