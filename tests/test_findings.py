@@ -417,3 +417,14 @@ def test_dropout_is_judged_on_the_studys_fixed_mask_with_the_training_set_evalua
     # without the fixed-mask runs the configuration is missing: not measured, naming it
     j = verdict(10, (runs[~fixed], curves))
     assert j.verdict is Verdict.NOT_MEASURED and "dropout_mask=fixed" in j.why
+
+
+def test_runs_at_different_seeds_say_how_many_configurations_ran_at_which():
+    from mlp_sweeps.report.study.findings import describe_runs
+
+    runs, _ = study_runs()
+    grid = runs[in_grids(runs, ["momentum"])]
+    one = grid[(grid["momentum"] != 0.0) | (grid["seed"] == 0)]  # momentum 0: seed 0 only
+    assert describe_runs(grid) == "21 runs, 100 epochs, seeds 0, 1, 2"
+    assert describe_runs(one) == ("19 runs, 100 epochs, seeds 0, 1, 2 for 6 configurations; "
+                                  "seed 0 for 1 configuration")
