@@ -253,6 +253,19 @@ def _lowest(runs, acc: pd.Series, which: str) -> Part:
     return Part(claim, low == which, text)
 
 
+def _alike(claim: str, runs, factor: str, same: float) -> Part:
+    """The levels of ``factor`` end "about the same": the best mean minus the worst within
+    ``same`` points, or not resolved from 0 by the seeds' noise."""
+    acc = mean_by(runs, factor)
+    if len(acc) < 2:
+        return Part(claim, None, f"fewer than 2 levels of {factor} run")
+    seeds = per_seed(runs, factor)
+    d = compare(seeds[acc.idxmax()], seeds[acc.idxmin()])
+    return Part(claim, bool(not d.resolved or abs(d.d) * 100 <= same),
+                f"{listing(acc)}: best minus worst {d.text()} (about the same: within "
+                f"{same:g} points, or not resolved)")
+
+
 def judge_activations(runs, curves, timing, level=0.97, steps=None):
     acc = mean_by(runs, "activation")
     reach = epochs_to(curves, runs, "activation", level)
@@ -371,10 +384,8 @@ def judge_lr(runs, curves, timing, band=(5e-5, 1e-3), level=0.97, same=0.5, step
                                                   acc.iloc[0] < in_band.min() - TOL / 100),
              f"lr {acc.index[0]:g}: {pts(acc.iloc[0])}; lowest in the band {pts(in_band.min())}"
              if len(in_band) else "no rate in the band"),
-        Part(f"about the same within [{band[0]:g}, {band[1]:g}]",
-             bool(len(in_band) > 1 and (in_band.max() - in_band.min()) * 100 <= same),
-             f"{listing(in_band)}: spread {100 * (in_band.max() - in_band.min()):.2f} points "
-             f"(about the same: <= {same:g})"),
+        _alike(f"about the same within [{band[0]:g}, {band[1]:g}]",
+               runs[runs["lr"].isin(in_band.index)], "lr", same),
     ]
     top = acc.index.max()
     r = runs[runs["lr"] == top]
@@ -518,10 +529,8 @@ def judge_hidden_size(runs, curves, timing, knee=512, level=0.97, same=0.5, step
              None if few else bool(rr <= -0.7),
              few or f"epochs to {level:.0%} train accuracy: {listing(reach, epochs_text)}; "
              f"rank correlation with width {rr:+.2f}"),
-        Part(f"{knee} to 2048: accuracy flat",
-             None if len(high) < 2 else bool((high.max() - high.min()) * 100 <= same),
-             "fewer than 2 widths run" if len(high) < 2 else
-             f"{listing(high)}: spread {100 * (high.max() - high.min()):.2f} points"),
+        _alike(f"{knee} to 2048: accuracy flat", runs[runs["hidden_size"] >= knee],
+               "hidden_size", same),
     ]
     t = timed(timing, depth=1, activation="relu", loss="cross_entropy", batch_size=100)
     t = t[t["hidden_size"] >= knee]
