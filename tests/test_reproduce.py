@@ -57,7 +57,7 @@ def test_quick_reproduction_from_a_clone_resumes_and_rebuilds_from_its_evidence(
     # 2-epoch runs give no verdict, and say so; the analytic finding does
     table = report[findings:report.index("## Published tables")]
     assert table.count("**not measured** (runs of 2 epochs; the study's ran 100") == 9
-    assert "| 9 " in report and "**holds**" in report
+    assert "[9](#9-focal-loss)" in report and "**holds**" in report
     for word in ("/tmp/", str(tmp_path), "session"):
         assert word not in report
     runs = pd.read_csv(report_dir / "evidence" / "runs.csv")

@@ -43,11 +43,12 @@ GRIDS = sorted(p.stem for p in (ROOT / "sweeps" / "grid").glob("*.yaml"))
 # configurations trained once: the depth factorial holds the activation and loss tables at
 # 1 and 2 layers and the baseline, which is also one job of lr, momentum, weight_decay and
 # batch_size (hidden_size's grid does not hold 784); plus MSE with the others' step at 1
-# and 2 layers
+# and 2 layers, and dropout with the study's fixed mask (its no-dropout run is the dropout
+# grid's)
 SWEEP_SIZES = {name: _grid_size(name) for name in GRIDS}
 SWEEP_SIZES["study"] = (SWEEP_SIZES["depth"] + 2 + sum(
     SWEEP_SIZES[g] - 1 for g in ("lr", "momentum", "weight_decay", "batch_size"))
-    + SWEEP_SIZES["hidden_size"] + SWEEP_SIZES["dropout"])
+    + SWEEP_SIZES["hidden_size"] + SWEEP_SIZES["dropout"] + 1)
 
 
 def run_train(*args: str, tmp: Path, timeout: float = 600, env: dict | None = None,
@@ -99,8 +100,8 @@ def test_each_sweep_file_plans_its_grid(planner, sweep):
 def test_every_grid_of_the_study_has_a_file():
     files = {p.stem for p in (ROOT / "sweeps").glob("*.yaml")}
     assert files == set(SWEEP_SIZES)
-    assert set(plan.grid_names("study")) == {*GRIDS, "mse_same_step"}
-    assert SWEEP_SIZES["study"] == 71  # as the README says
+    assert set(plan.grid_names("study")) == {*GRIDS, "mse_same_step", "dropout_fixed_mask"}
+    assert SWEEP_SIZES["study"] == 72  # as docs/sweeps.md says
 
 
 def test_study_sweep_trains_shared_configurations_once_tagged_with_each_grid(planner):
