@@ -448,7 +448,7 @@ def judge_weight_decay(runs, curves, timing, large=0.1, steps=None):
                           f"or within {TOL:g} points)"))
     else:
         parts.append(Part("smaller values all fine", None, "fewer than 2 smaller decays run"))
-    gaps = {w: (part["train_acc"] - part["test_acc"]).abs().to_numpy()
+    gaps = {w: overfit_gap(part).to_numpy()
             for w, part in runs[runs["weight_decay"] < large].groupby("weight_decay")}
     gap = pd.Series({w: v.mean() for w, v in gaps.items()}, dtype=float).sort_index()
     claim = "slight overfitting as decay grows"
