@@ -146,7 +146,7 @@ class SplitStep:
 
     # -- the three parts, on thread k ------------------------------------------------------
 
-    def _forward(self, plan: _Plan, k: int, train: bool = True) -> None:
+    def _forward(self, plan: _Plan, k: int) -> None:
         r = plan.rows[k]
         if r.start == r.stop:
             return
@@ -188,7 +188,7 @@ class SplitStep:
             product()
             self.opt.step_part(sel)
 
-    def _logits(self, plan: _Plan, train: bool):
+    def _logits(self, plan: _Plan):
         """The output layer (a few classes: small), whole, on the caller; returns it."""
         out = self.net.linears[-1]
         h = plan.xb if not plan.hidden else \
@@ -224,8 +224,8 @@ class SplitStep:
             yb = y[i:i + batch_size]
             plan = self._plan(len(yb))
             self._idx = np.arange(i, i + len(yb))
-            self.team.run(lambda k: self._forward(plan, k, train=False))
-            self._logits(plan, train=False)
+            self.team.run(lambda k: self._forward(plan, k))
+            self._logits(plan)
             loss.forward(plan.logits, yb)
             total += loss.mean * len(yb)
             correct += int(np.count_nonzero(plan.logits.argmax(axis=1) == yb))
@@ -244,7 +244,7 @@ class SplitStep:
                        else d.draw(h.shape, h.dtype)
                        for d, h in zip(self.net.drops, plan.hidden)]
         self.team.run(lambda k: self._forward(plan, k))
-        out = self._logits(plan, train=True)
+        out = self._logits(plan)
         loss = self.loss
         loss.forward(plan.logits, y)
         if not math.isfinite(loss.mean):
