@@ -186,6 +186,9 @@ def test_asha_promotes_from_checkpoints_in_the_same_run_bit_for_bit(tmp_path):
     went_on = sum(int(r.data.metrics["epochs_completed"]) > 1 for r in jobs)
     assert f"rung 0 (  1 epochs):   9 configurations, {went_on:>3} went on" in out
     assert "workers busy" in out and "Pareto front" in out
+    # promotions download checkpoints without MLflow's progress bar, whose tqdm lock (a
+    # named semaphore) a worker stopped at the end left "leaked" at exit
+    assert "Downloading artifacts" not in out and "leaked semaphore" not in out
     assert "Logged the ladder's figure" in out and (tmp_path / "out" / "ladder.png").stat().st_size
     best = max((r for r in jobs if r.data.tags["status"] == "finished"),
                key=lambda r: r.data.metrics["final_val_acc"])
@@ -226,3 +229,35 @@ def test_two_asha_launchers_one_killed_and_rerun_share_the_ladder(tmp_path):
         ref = next(x for x in _jobs(tmp_path, "ref")
                    if x.data.tags["config_hash"] == r.data.tags["config_hash"])
         assert _final(ref) == _final(r)
+
+
+def test_tpe_under_asha_two_launchers_one_killed_draw_n_trials_each_trained_once(tmp_path):
+    # TPE draws as workers free up, told the ladder (paused ones as pruned trials); two
+    # launchers share one ladder through the store; one SIGKILLed and rerun
+    args = ["hydra.sweeper.sampler=tpe", "hydra.sweeper.n_trials=9", *ASHA,
+            "lr=tag(log,interval(1e-3,1e-1))", "momentum=0.0,0.5,0.9", "epochs=9", *DATA,
+            "hydra.launcher.n_jobs=1", *_store(tmp_path, "tpeasha")]
+    procs = [_launch(tmp_path, *args, name=f"l{i}") for i in range(2)]
+    freeze_when(procs[0].pid, lambda: sum(r.data.tags.get("status") == "paused"
+                                          for r in _jobs(tmp_path, "tpeasha")) >= 3)
+    os.killpg(procs[0].pid, signal.SIGKILL)
+    procs[0].wait(timeout=60)
+    assert procs[1].wait(timeout=600) == 0, (tmp_path / "l1.log").read_text()
+    rc, out = _train(tmp_path, *args, name="rerun")
+    assert rc == 0, out
+    jobs = _jobs(tmp_path, "tpeasha")
+    _check_ladder(tmp_path, jobs, 9)  # 9 drawn in all, one run each, nothing left due
+    assert len({_searched(r) for r in jobs}) == 9
+    assert not [r for r in jobs if r.info.status == "RUNNING"]
+    assert "search: tpe (hydra.sweeper.seed=0), 9 of 9 configurations recorded" in out
+    assert "rung 0 (  1 epochs):   9 configurations" in out
+
+
+def test_asha_warns_before_it_starts_when_too_few_configurations_can_reach_the_last_rung(
+        tmp_path):
+    rc, out = _train(tmp_path, *ASHA, "lr=0.003,0.01", "momentum=0.0,0.5,0.9,0.95", "epochs=9",
+                     *DATA, "hydra.sweeper.dry_run=true", *_store(tmp_path, "few"))
+    assert rc == 0, out
+    assert "8 configurations for 3 rungs at eta 3: fewer than 9 (eta^2) can leave the last " \
+        "rung (epochs=9) empty" in out
+    assert not (tmp_path / "store").exists()  # a dry run: nothing recorded

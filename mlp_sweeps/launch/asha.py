@@ -56,7 +56,11 @@ class Asha:
     """One launcher's share of an ASHA sweep over ``jobs`` (validated, one per seed)."""
 
     def __init__(self, jobs: Sequence[Any], eta: int, min_epochs: int, metric: str,
-                 maximize: bool, ledger: Ledger, seed: int = 0):
+                 maximize: bool, ledger: Ledger, seed: int = 0, search: Any = None):
+        # search: a tpe Searcher that draws the configurations as workers free up (``jobs``:
+        # its space's probes, which only fix the epochs); None: ``jobs`` are the sweep's
+        self.search = search if search is not None and search.adaptive else None
+        self.prepare: Callable[[list], None] = lambda jobs: None  # what each drawn job gets
         epochs = {j.config.epochs for j in jobs}
         if len(epochs) != 1:
             raise InvalidSchedule(f"hydra.sweeper.scheduler=asha: every configuration must train "
@@ -67,7 +71,7 @@ class Asha:
         self.ladder = halving.rungs(min_epochs, eta, self.epochs)
         self.eta, self.metric, self.maximize, self.ledger = eta, metric, maximize, ledger
         by_key: dict[tuple, list[Any]] = {}
-        for j in jobs:
+        for j in jobs if self.search is None else ():
             by_key.setdefault(trial_key(j.overrides), []).append(j)
         # new configurations start in a seeded random order (hydra.sweeper.seed): successive
         # halving assumes they arrive in no particular order; a grid's own order (e.g. worst
@@ -79,6 +83,10 @@ class Asha:
         keys = [dict(o.partition("=")[::2] for o in k) for k in self.trials]
         # the overrides that tell the configurations apart (how they are named here)
         self.varying = [k for k in keys[0] if len({d.get(k) for d in keys}) > 1] if keys else []
+        self.params: dict[tuple, dict[str, Any]] = {}  # tpe: each trial's sampled values
+        if self.search is not None:
+            self.varying = list(self.search.space.dims)
+            self.n_trials = self.search.n_trials
         self.lock = threading.Lock()
         self.taken: set = set()  # (key, seed, rung) handed out here, not ended
         self.given_up: set = set()
@@ -91,22 +99,67 @@ class Asha:
 
     # the store's view -----------------------------------------------------------------------
     def read(self) -> dict[tuple, halving.Trial]:
+        runs = self.ledger.runs()
+        if self.search is not None:  # what other launchers (or an earlier sweep) drew
+            for params in self.search.recorded(runs).values():
+                self._add(params.params)
         hashes = {j.config_hash for js in self.trials.values() for j in js}
-        runs = [r for r in self.ledger.runs() if r.data.tags.get(Tag.CONFIG_HASH) in hashes]
+        runs = [r for r in runs if r.data.tags.get(Tag.CONFIG_HASH) in hashes]
         from mlp_sweeps.claim.ledger import latest_by_config
 
         return halving.read(self.trials, latest_by_config(self.ledger.settle(runs)),
                             self.ladder)
+
+    def _add(self, params: dict[str, Any]) -> tuple | None:
+        """A configuration of the tpe search into the ladder (its jobs prepared); None if
+        it is in already."""
+        jobs = self.search.jobs_of(params)
+        key = trial_key(jobs[0].overrides)
+        if key in self.trials:
+            return None
+        self.prepare(jobs)
+        self.trials[key], self.params[key] = jobs, dict(params)
+        return key
 
     def _take(self) -> tuple[halving.Work, list[str]] | None:
         with self.lock:
             state = self.read()
             w = halving.next_work(state, self.ladder, self.eta, self.metric, self.maximize,
                                   self.taken | self.given_up)
+            if w is None and self.search is not None and len(self.trials) < self.n_trials:
+                state = self._draw(state)  # nothing due: a new configuration, told the ladder
+                w = halving.next_work(state, self.ladder, self.eta, self.metric,
+                                      self.maximize, self.taken | self.given_up)
             if w is None:
                 return None
             self.taken.add((w.key, w.seed, w.rung))
             return w, self.overrides(w)
+
+    def _draw(self, state: dict[tuple, halving.Trial]) -> dict[tuple, halving.Trial]:
+        """One configuration drawn by TPE, told every configuration of the ladder
+        (:meth:`~mlp_sweeps.plan.samplers.Searcher.draw_for_ladder`); the state with it."""
+        told = []
+        for key, t in state.items():
+            values = {e: v for e in self.ladder if (v := t.value(e, self.metric)) is not None
+                      and math.isfinite(v)}
+            states = {s.state for s in t.seeds}
+            last = values.get(self.ladder[-1])
+            if states <= {"finished"} and last is not None:
+                told.append((self.params[key], "complete", values, last))
+            elif states & {"new", "running"} or any(
+                    (key, i, r) in self.taken for i in range(len(t.seeds))
+                    for r in range(len(self.ladder))):
+                told.append((self.params[key], "running", values, None))
+            elif values:
+                told.append((self.params[key], "pruned", values, None))
+            else:  # failed, or diverged before its first rung
+                told.append((self.params[key], "fail", values, None))
+        params = self.search.draw_for_ladder(told, salt=len(state))
+        key = self._add(params) if params is not None else None
+        if key is None:  # the space has no configuration left to draw
+            self.n_trials = len(self.trials)
+            return state
+        return {**state, **halving.read({key: self.trials[key]}, {}, self.ladder)}
 
     def overrides(self, w: halving.Work) -> list[str]:
         """A job's overrides: its configuration's, what the sweep adds, and its rung."""
@@ -134,7 +187,8 @@ class Asha:
                     if got is None:
                         with self.lock:
                             mine = len(self.taken)
-                        if mine == 0 and halving.in_flight(self.read()) == 0:
+                            flying = halving.in_flight(self.read()) if mine == 0 else mine
+                        if flying == 0:
                             return  # nothing due, nothing in flight anywhere: over
                         time.sleep(POLL_S)
                         continue
@@ -190,7 +244,8 @@ class Asha:
             return
         self._said = now
         try:
-            state = self.read()
+            with self.lock:  # (a tpe search's read adds what other launchers drew)
+                state = self.read()
             line = self.line(state)
         except Exception:  # noqa: BLE001 - a progress line must not stop a sweep
             return

@@ -139,6 +139,7 @@ class _Sweep:
         self.elsewhere: list[plan.Job] = []  # held by live runs of other launchers
         self.wait = False  # for those, and run them here if their holder dies
         self.n_workers, self.threads, self.est = 1, None, None
+        self.stand_ins: list[plan.Job] = []  # a tpe ladder's size: n_trials drawn at random
         self.quiet: list[str] = []
         self.parent: str | None = None
         self.heartbeat: Any = None
@@ -153,6 +154,7 @@ class _Sweep:
         before anything is recorded)."""
         settings, tracking = self.settings, self.tracking
         options.check_sweeper(settings)
+        probes: list[plan.Job] = []
         if settings.sampler == "grid":
             self.jobs = plan.plan(settings.params, settings.grids, arguments, compose,
                                   settings.only, parser)
@@ -164,10 +166,12 @@ class _Sweep:
                 raise options.InvalidConfig(
                     "hydra.sweeper.sampler=tpe is told each result through the tracking store: "
                     "it needs tracking.enabled=true (random draws without it)")
-            self.search.probes()
+            probes = self.search.probes()
             self.jobs = self.search.first_jobs()
-        if settings.scheduler == "asha":
-            self.halver = _halver(settings, tracking, self.search, self.jobs)
+        if settings.scheduler == "asha":  # (tpe: drawn as workers free up; probes give epochs)
+            self.halver = _halver(settings, tracking, self.search,
+                                  probes if self.drawn_by_ladder else self.jobs)
+            self.halver.prepare = self.launching
         log.info("Planned and validated %d jobs in %.2f s", len(self.jobs),
                  time.perf_counter() - self.t0)
         self.todo = list(self.jobs)
@@ -179,7 +183,7 @@ class _Sweep:
             self.runs = snapshot.read(resolve_uri(tracking.uri), [tracking.experiment]) or []
             self.todo, self.done, _ = split(self.jobs, self.runs, self.settings.rerun,
                                             float(tracking.heartbeat_timeout_s))
-        if search is not None and search.adaptive:
+        if search is not None and search.adaptive and self.halver is None:
             more = search.first_round(self.runs or [],
                                       _search_workers(self.config, self.settings, search))
             self.jobs += more
@@ -205,8 +209,8 @@ class _Sweep:
                 halver.ledger = ledger
                 self.todo = [j for j in self.jobs if j.previous not in RESULTS or settings.rerun]
                 self.done = [j for j in self.jobs if j not in self.todo]
-            if search is not None and search.adaptive:  # told the store's trials first
-                more = search.first_round(self.runs,
+            if search is not None and search.adaptive and halver is None:
+                more = search.first_round(self.runs,  # told the store's trials first
                                           _search_workers(self.config, settings, search))
                 t, d, _ = split(more, self.runs, settings.rerun, ledger.heartbeat_timeout_s)
                 self.jobs, self.todo, self.done = self.jobs + more, self.todo + t, self.done + d
@@ -219,11 +223,13 @@ class _Sweep:
         """Workers at once, BLAS threads per job, and the estimate for them (ASHA: its
         budget's, logged; the jobs' order and the closing comparison are the grid's only)."""
         config, halver = self.config, self.halver
+        # a tpe ladder draws as it goes: sized by n_trials configurations drawn at random
+        todo = self.stand_ins = self.search.stand_ins() if self.drawn_by_ladder else self.todo
         self.n_workers = parallelism.launcher_workers(OmegaConf.select(config, "hydra.launcher"),
-                                                      len(self.todo))
-        self.threads = parallelism.sweep_threads(config, len(self.todo))
+                                                      len(todo))
+        self.threads = parallelism.sweep_threads(config, len(todo))
         self.est = progress.estimate_sweep(
-            self.todo, self.n_workers, self.threads or config.get("blas_threads"), self.runs,
+            todo, self.n_workers, self.threads or config.get("blas_threads"), self.runs,
             ladder=None if halver is None else (halver.ladder, halver.eta))
 
     def prepare(self) -> None:
@@ -232,7 +238,8 @@ class _Sweep:
         if self.halver is None:
             self.elsewhere = [j for j in self.done if j.previous == Outcome.RUNNING]
         self.wait = self.ledger is not None and not self.settings.leave_to_others
-        may_launch = bool(self.todo) or (self.wait and bool(self.elsewhere))
+        may_launch = bool(self.todo) or self.drawn_by_ladder or (
+            self.wait and bool(self.elsewhere))
         if self.warm is not None:
             self.warm.join()
             if not may_launch:
@@ -242,6 +249,13 @@ class _Sweep:
             prepare()
         if self.ledger is not None:
             self.quiet = progress.quiet_job_overrides(self.config, self.n_workers)
+
+    @property
+    def drawn_by_ladder(self) -> bool:
+        """A tpe search under ASHA: configurations drawn as workers free up, told the
+        ladder (none planned)."""
+        return self.settings.scheduler == "asha" and self.search is not None \
+            and self.search.adaptive
 
     def launching(self, new: list[plan.Job]) -> None:
         """What every job gets at launch."""
@@ -259,10 +273,11 @@ class _Sweep:
         """The sweep's parent run (with its heartbeat and datasets), then the jobs' overrides."""
         ledger = self.ledger
         if ledger is not None:
+            planned = self.stand_ins if self.drawn_by_ladder else self.jobs
             self.parent = _start_parent(ledger, self.settings, self.config, arguments,
-                                        len(self.jobs), self.read_ms)
+                                        len(planned), self.read_ms)
             self.heartbeat = ledger.heartbeat(self.parent)
-            progress.log_datasets(ledger, self.parent, self.jobs)
+            progress.log_datasets(ledger, self.parent, planned)
             # a job's claim loses to a FINISHED run of its configuration that this sweep's
             # read did not skip: the read saw none finished for a job it runs, so every one
             # finished now is a rival (0), unless finished runs are rerun (those started
@@ -298,12 +313,15 @@ class _Sweep:
             halver.run(launcher, self.n_workers, is_worker_loss, job_error)
             outcome.update(halver.outcome)
             halver.stop_paused()
+            if self.drawn_by_ladder:  # the sweep's jobs: those the ladder drew (or read)
+                self.jobs = self.todo = [j for js in halver.trials.values() for j in js]
         with progress.Progress(self.todo if halver is None else [], ledger, parent, self.est,
                                self.n_workers,
                                elsewhere=self.elsewhere if self.wait else ()) as prog:
             if halver is None:
                 launch_all(launcher, self.todo, outcome, ledger, parent, settings.max_batch_size)
-            while search is not None and search.adaptive:  # tpe: told, then the next round
+            while search is not None and search.adaptive and halver is None:  # tpe: told,
+                # then the next round (under ASHA, the ladder drew them)
                 new = search.next_round(ledger.runs(), self.n_workers)
                 if not new:
                     break
@@ -387,16 +405,22 @@ def _halver(settings: Settings, tracking, search, jobs: list[plan.Job]):
     if not tracking.enabled:
         raise InvalidSchedule("hydra.sweeper.scheduler=asha keeps its rungs, promotions and "
                               "claims in the tracking store: it needs tracking.enabled=true")
-    if search is not None and search.adaptive:
-        raise InvalidSchedule("hydra.sweeper.scheduler=asha draws from a grid or "
-                              "hydra.sweeper.sampler=random; with tpe it is not built yet")
     if not jobs:
         raise InvalidSchedule("hydra.sweeper.scheduler=asha: no configuration to train")
     options.check_ranked(settings.metric, jobs[0].config.data.val_size)
     eta, min_epochs = settings.asha.get("eta", 3), settings.asha.get("min_epochs", 1)
-    return Asha(jobs, eta, min_epochs, settings.metric,
-                options.ranked_mode(settings.metric, settings.mode) == "max", None,
-                seed=settings.seed)
+    halver = Asha(jobs, eta, min_epochs, settings.metric,
+                  options.ranked_mode(settings.metric, settings.mode) == "max", None,
+                  seed=settings.seed, search=search)
+    n = halver.n_trials if halver.search is not None else len(halver.trials)
+    need = eta ** (len(halver.ladder) - 1)
+    if n < need:  # the top 1/eta of fewer than eta configurations is none
+        log.warning("hydra.sweeper.scheduler=asha: %d configurations for %d rungs at eta %d: "
+                    "fewer than %d (eta^%d) can leave the last rung (epochs=%d) empty, no "
+                    "configuration trained to the end (more configurations, a larger "
+                    "hydra.sweeper.asha.min_epochs or a smaller eta give fewer rungs)",
+                    n, len(halver.ladder), eta, need, len(halver.ladder) - 1, halver.epochs)
+    return halver
 
 
 def _search_workers(config: DictConfig, settings: Settings, search) -> int:

@@ -31,6 +31,8 @@ __all__ = ["SAMPLERS", "Search", "Trial", "trials", "key_of"]
 
 #: ``hydra.sweeper.sampler``: grid (every combination, no Optuna) or one of Optuna's samplers
 SAMPLERS = ("grid", "random", "tpe")
+#: how a configuration of a successive-halving ladder is told to TPE (:meth:`Search.add`)
+LADDER_STATES = ("complete", "pruned", "running", "fail")
 #: draws per wanted configuration before a small space is said to be exhausted
 ATTEMPTS = 50
 
@@ -120,6 +122,22 @@ class Search:
             self.study.add_trial(create_trial(
                 params=dict(params), distributions=self.space.dims, value=value,
                 state=TrialState.COMPLETE if value is not None else TrialState.FAIL))
+
+    def add(self, params: Mapping[str, Any], state: str,
+            values: Mapping[int, float] | None = None, value: float | None = None) -> None:
+        """A configuration run elsewhere told as an Optuna trial in ``state`` (one of
+        :data:`LADDER_STATES`): ``complete`` with its ``value``, ``pruned`` with its
+        ``values`` per epoch as intermediate values, ``running`` (the constant liar's), or
+        ``fail``; never drawn again."""
+        from optuna.trial import TrialState, create_trial
+
+        st = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
+              "running": TrialState.RUNNING, "fail": TrialState.FAIL}[state]
+        self.study.add_trial(create_trial(
+            params=dict(params), distributions=self.space.dims, state=st,
+            value=value if st == TrialState.COMPLETE else None,
+            intermediate_values=dict(values or {}) if st == TrialState.PRUNED else None))
+        self.known[key_of(params)] = value
 
     def ask(self, n: int) -> list[dict[str, Any]]:
         """Up to ``n`` configurations not drawn before (fewer once the space is exhausted)."""
@@ -254,6 +272,33 @@ class Searcher:
         if left <= 0:
             return []
         return self._validated(self.search.ask(min(max(1, n_workers), left)))
+
+    # under successive halving ----------------------------------------------------------------
+    def jobs_of(self, params: Mapping[str, Any]) -> list:
+        """One configuration's validated jobs (one per seed)."""
+        return self._validated([dict(params)])
+
+    def stand_ins(self) -> list:
+        """``n_trials`` configurations drawn at random from the space (this search's seed):
+        what an estimate sizes a tpe search by before TPE has drawn anything."""
+        return self._validated(Search("random", self.space, self.seed, self.maximize)
+                               .ask(self.n_trials))
+
+    def draw_for_ladder(self, told: Sequence[tuple[Mapping[str, Any], str, Mapping[int, float],
+                                                   float | None]], salt: int
+                        ) -> dict[str, Any] | None:
+        """TPE under successive halving: one new configuration, drawn by a study told the
+        whole ladder anew (``told``: each configuration's params, state, values per rung
+        epoch and value at the last rung; :meth:`Search.add`). A configuration paused or
+        stopped at a rung is a pruned trial with its rungs' values as intermediate values:
+        Optuna's TPE ranks those by how far they got, then by their last value. The
+        study's seed is this search's plus ``salt`` (the configurations so far), so a
+        draw depends on the ladder's state only; None once the space has no new one."""
+        search = Search(self.name, self.space, (self.seed or 0) + salt, self.maximize)
+        for params, state, values, value in told:
+            search.add(params, state, values, value)
+        got = search.ask(1)
+        return got[0] if got else None
 
     # after ----------------------------------------------------------------------------------
     def summary(self, runs) -> list[str]:

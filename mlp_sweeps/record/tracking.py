@@ -240,6 +240,24 @@ class Tracker:
         for p in paths:
             repo.log_artifact(str(p), artifact_path)
 
+    def download(self, run_id: str, path: str, folder: str) -> str:
+        """One artifact of the run into ``folder``; its local path. Without MLflow's
+        progress bar: in a job it is a line of noise in the sweep's terminal, and its
+        tqdm lock is a named semaphore the job's worker process never releases (a
+        worker stopped by the launcher left "leaked semaphore objects" at exit)."""
+        from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+
+        name = MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name
+        before = os.environ.get(name)
+        os.environ[name] = "false"
+        try:
+            return self.client.download_artifacts(run_id, path, folder)
+        finally:
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
+
     def log_dataset(self, run_id: str, name: str, digest: str, source: str,
                     profile: Mapping[str, Any], context: str = "training") -> None:
         """A dataset input of the run (the UI's Dataset column): name, digest, where it

@@ -323,8 +323,7 @@ def _reopened(value: str | None) -> tuple[str, int] | None:
 def _checkpoint_of(ledger: Ledger, run_id: str, tcfg: TrainConfig) -> dict[str, Any]:
     """The checkpoint a paused run left (its configuration checked)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = ledger.tracker.client.download_artifacts(run_id, "checkpoint/checkpoint.npz",
-                                                        tmp)
+        path = ledger.tracker.download(run_id, "checkpoint/checkpoint.npz", tmp)
         state = checkpoint.load(path)
     checkpoint.check_matches(state, tcfg.to_dict())
     return state
@@ -349,8 +348,8 @@ def _find_checkpoint(ledger: Ledger, tcfg: TrainConfig):
             continue
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                path = ledger.tracker.client.download_artifacts(
-                    r.info.run_id, "checkpoint/checkpoint.npz", tmp)
+                path = ledger.tracker.download(r.info.run_id, "checkpoint/checkpoint.npz",
+                                               tmp)
                 state = checkpoint.load(path)
                 checkpoint.check_matches(state, tcfg.to_dict())
             except Exception as e:  # noqa: BLE001 - a bad checkpoint is skipped, and said so
