@@ -203,3 +203,63 @@ def test_jobs_slurm_refuses_fail_early_with_its_message(slurm_cluster, store, tm
     assert not (tmp_path / "sweep" / ".submitit").exists()  # nothing submitted
     assert slurm_cluster.run("squeue", "--noheader").stdout.strip() == ""
     print(f"refused in {time.monotonic() - t0:.1f} s")
+
+
+def test_asha_on_slurm_promotes_each_configuration_in_its_own_run_from_the_store(
+        slurm_cluster, store, tmp_path):  # noqa: F811
+    """Successive halving with every job a SLURM job: 9 configurations, rungs at 1, 3 and 9
+    epochs, 2 at once. A promoted configuration is a new SLURM job that reopens its run and
+    continues from the checkpoint in the store's artifacts: one run per configuration, each
+    epoch logged once, the best one's final metrics those of the configuration trained
+    straight through."""
+    exp = "slurm-asha"
+    grid = ["lr=0.003,0.01,0.03", "momentum=0.0,0.5,0.9", "epochs=9", "data.train_limit=2000",
+            "data.test_limit=300", "data.val_size=300", "hidden_size=16", "test_every=1",
+            "progress=false"]
+    cmd = [*SLURM, "hydra.launcher.array_parallelism=2", "hydra.sweeper.scheduler=asha",
+           *grid, f"tracking.uri={store}", f"tracking.experiment={exp}",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    with _sweep(slurm_cluster, tmp_path, *cmd) as proc:
+        log = _finish(proc, tmp_path, timeout=400)
+    assert proc.returncode == 0, log[-3000:]
+    runs = _runs(store, exp)
+    assert len({r.data.tags["config_hash"] for r in runs}) == len(runs) == 9, log[-3000:]
+    assert {r.data.tags["status"] for r in runs} <= {"finished", "stopped"}
+    client = _CLIENTS[store]
+    for r in runs:  # stopped at a rung or trained to the end, each epoch once, in one run
+        done = int(r.data.metrics["epochs_completed"])
+        assert done in (1, 3, 9) and (done == 9) == (r.data.tags["status"] == "finished")
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "train_loss")]
+        assert sorted(steps) == list(range(1, done + 1)), (r.info.run_name, steps)
+    best = max((r for r in runs if r.data.tags["status"] == "finished"),
+               key=lambda r: r.data.metrics["final_val_acc"])
+    assert best.data.tags["reopened"] == "2"  # two SLURM jobs continued it
+    assert "rung 0 (  1 epochs):   9 configurations" in log
+    ov = [o for o in best.data.tags["overrides"].split() if o.split("=")[0] in ("lr", "momentum")]
+    straight = [*SLURM, *ov, *grid[2:], f"tracking.uri={store}",
+                "tracking.experiment=slurm-straight", f"hydra.sweep.dir={tmp_path / 'ref'}"]
+    with _sweep(slurm_cluster, tmp_path, *straight) as proc:
+        log = _finish(proc, tmp_path)
+    assert proc.returncode == 0, log[-3000:]
+    (ref,) = _runs(store, "slurm-straight")
+    keys = ("final_train_loss", "final_test_acc", "final_val_acc", "epochs_completed")
+    assert {k: ref.data.metrics[k] for k in keys} == {k: best.data.metrics[k] for k in keys}
+
+
+def test_asha_jobs_slurm_ends_before_they_return_are_given_up_and_the_sweep_fails(
+        slurm_cluster, store, tmp_path):  # noqa: F811
+    """Every job dies in its batch script, before Python starts (``setup: [exit 3]``):
+    SLURM ends it, the ladder gives each configuration up at once (a SLURM loss is not
+    relaunched) and the sweep fails, naming them killed, instead of ending as if
+    interrupted."""
+    cmd = [*SLURM, "hydra.launcher.array_parallelism=2", "hydra.sweeper.scheduler=asha",
+           "+hydra.launcher.setup=[exit 3]", "lr=0.003,0.01", "momentum=0.0,0.9", "epochs=3",
+           "data.train_limit=500", "data.test_limit=100", "data.val_size=100",
+           "hidden_size=8", "progress=false", f"tracking.uri={store}",
+           "tracking.experiment=slurm-asha-lost", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    with _sweep(slurm_cluster, tmp_path, *cmd) as proc:
+        log = _finish(proc, tmp_path)
+    assert proc.returncode != 0, log[-3000:]
+    assert _summary(log)["killed"] == 4, log[-3000:]
+    assert log.count("given up in this sweep (a rerun continues it)") == 4, log[-3000:]
+    assert "4 killed of 4 jobs" in log, log[-3000:]

@@ -203,13 +203,20 @@ class Asha:
                     except Exception as e:  # noqa: BLE001 - a worker loss is handled
                         if not is_worker_loss(e):
                             raise
+                        # lost twice, or lost for good (a launcher that says its jobs
+                        # are not to be relaunched: SLURM's scancel, a time limit): given
+                        # up, counted killed in the summary (a rerun resumes it)
                         with self.lock:
                             self.losses[k] = self.losses.get(k, 0) + 1
-                            if self.losses[k] >= MAX_LOSSES:
+                            gone = self.losses[k] >= MAX_LOSSES or not getattr(
+                                e, "relaunch", True)
+                            if gone:
                                 self.given_up.add(k)
-                        log.error("A worker process died (%s) training %s to rung %d; its run "
-                                  "is continued from its checkpoint", type(e).__name__,
-                                  self.name(w.key), w.rung)
+                                self.outcome[self.trials[w.key][w.seed].config_hash] = "killed"
+                        log.error("A worker process died (%s) training %s to rung %d; %s",
+                                  type(e).__name__, self.name(w.key), w.rung,
+                                  "given up in this sweep (a rerun continues it)" if gone else
+                                  "its run is continued from its checkpoint")
                     finally:
                         with self.lock:
                             self.busy_s += time.perf_counter() - start

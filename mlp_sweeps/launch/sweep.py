@@ -705,6 +705,8 @@ def summarize(jobs: list[plan.Job], todo: list[plan.Job], done: list[plan.Job],
                 r = latest.get(h)
                 if r is None and err is not None:  # failed before its run was recorded
                     key, why = Outcome.FAILED, first_line(err)
+                elif r is None and ret == "killed":  # lost before its run was recorded
+                    key, why = Outcome.KILLED, "its job was lost before it recorded a run"
                 elif r is None:
                     counts["missing"] += 1
                     lines.append(f"MISSING from the store: {j.name}")
