@@ -20,18 +20,20 @@ BY_NUMBER = {f.number: f for f in FINDINGS}
 def study_runs(acc=lambda c: 0.98, gap=lambda c: 0.01, reach=lambda c: 10,
                jitter=lambda c: 0.0, status=lambda c: "finished", epochs=PROTOCOL.epochs,
                test_every=PROTOCOL.test_every, seeds=(0, 1, 2),
-               noise=lambda c, s: 0.0002 * (s - 1), steps=None):
+               noise=lambda c, s: 0.0002 * (s - 1), steps=None, seed_reach=None):
     """A run per study configuration and seed: final test accuracy ``acc(c)`` plus the
     seed's ``noise(c, s)``, train accuracy that plus ``gap``, a train-accuracy curve rising
     linearly to its final value at epoch ``reach(c)`` (then flat), test accuracy evaluated
     every ``test_every`` epochs alternating by ``jitter(c)`` around its final value.
-    ``steps(c, s)``: a batch-loss curve's values, logged every 50 iterations."""
+    ``steps(c, s)``: a batch-loss curve's values, logged every 50 iterations;
+    ``seed_reach(c, s)``: the epoch of a seed's own run (instead of ``reach(c)``)."""
     rows, curves, logged = [], [], []
     for i, c in enumerate(STUDY.to_dict("records")):
         for s in seeds:
             rid = f"r{i}-{s}"
             a = acc(c) + noise(c, s)
             t = a + gap(c)
+            r = seed_reach(c, s) if seed_reach is not None else reach(c)
             if steps is not None:
                 logged += [(rid, "batch_train_loss", 50 * (k + 1), v)
                            for k, v in enumerate(steps(c, s))]
@@ -39,7 +41,7 @@ def study_runs(acc=lambda c: 0.98, gap=lambda c: 0.01, reach=lambda c: 10,
                          "train_limit": np.nan, "status": status(c), "test_acc": a,
                          "train_acc": t, "start_time": i, "config_hash": rid})
             for e in range(1, epochs + 1):
-                curves.append((rid, "train_acc", e, t * min(1.0, e / max(reach(c), 1e-9))))
+                curves.append((rid, "train_acc", e, t * min(1.0, e / max(r, 1e-9))))
                 curves.append((rid, "train_loss", e, 1.0 / e))
                 if e % test_every == 0 or e == epochs:
                     sign = 1 if (e // test_every) % 2 else -1
@@ -214,6 +216,25 @@ def test_momentum_holds_and_does_not_hold():
     down = verdict(5, study_runs(acc=lambda c: 0.99 - 0.01 * c["momentum"],
                                  reach=lambda c: 10 + 40 * c["momentum"]))
     assert down.verdict is Verdict.DOES_NOT_HOLD
+
+
+def test_convergence_read_from_the_seed_mean_curves_is_checked_seed_by_seed():
+    # seeds 0 and 2 converge faster with momentum, seed 1 slower: the mean curves still
+    # say faster, the seeds do not agree: not resolved (the verdict then partly)
+    def r(c, s):
+        return 10 + 40 * c["momentum"] if s == 1 else 90 - 80 * c["momentum"]
+
+    f = verdict(5, study_runs(acc=lambda c: 0.97 + 0.01 * c["momentum"], seed_reach=r))
+    part = f.parts[0]
+    assert part.held is None and part.mark == "not resolved", f.evidence()
+    assert "at seeds 0, 1, 2: -1.00, +1.00, -1.00" in part.evidence
+    assert f.verdict is Verdict.PARTLY
+    # sigmoid slowest at seeds 0 and 2 only
+    slow = verdict(1, study_runs(seed_reach=lambda c, s: 60 if c["activation"] == "sigmoid"
+                                 and s != 1 else 20))
+    part = next(p for p in slow.parts if p.claim == "sigmoid converges slowest")
+    assert part.mark == "not resolved", slow.evidence()
+    assert "seed 1: sigmoid 20, next slowest 20" in part.evidence
 
 
 # 6. weight decay ---------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -180,6 +180,36 @@ def epochs_to(curves: pd.DataFrame, runs: pd.DataFrame, factor: str, level: floa
     return pd.Series(out, dtype=float).sort_index()
 
 
+def reach_per_seed(curves: pd.DataFrame, runs: pd.DataFrame, factor: str, level: float,
+                   key: str = "train_acc") -> dict[int, pd.Series]:
+    """Per seed: the first epoch at which each level of ``factor`` reached ``level`` in
+    that seed's run (inf: never); only seeds that ran every level."""
+    n = runs[factor].nunique()
+    out = {}
+    for seed, part in runs.groupby("seed"):
+        if part[factor].nunique() == n:
+            out[int(seed)] = epochs_to(curves, part, factor, level, key)
+    return out
+
+
+def seeds_text(per: Mapping[int, float], fmt: str = "+.2f") -> str:
+    """``at seeds 0, 1, 2: -1.00, -0.96, -0.99``."""
+    return (f"at seeds {', '.join(map(str, per))}: "
+            + ", ".join(f"{v:{fmt}}" for v in per.values()))
+
+
+def held_by_seeds(mean_holds: bool, per_seed: Sequence[bool]) -> bool | None:
+    """A part read from seed-mean curves, checked seed by seed: yes when the mean and
+    every seed agree; no when the mean and every seed fail; else not resolved."""
+    if len(per_seed) < 2:
+        return mean_holds
+    if mean_holds and all(per_seed):
+        return True
+    if not mean_holds and not any(per_seed):
+        return False
+    return None
+
+
 def rank_corr(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rank correlation (ties averaged); NaN with fewer than 3 points."""
     x, y = pd.Series(list(x), dtype=float), pd.Series(list(y), dtype=float)
@@ -272,9 +302,7 @@ def judge_activations(runs, curves, timing, level=0.97, steps=None):
     parts = [
         Part(f"all > {level:.0%}", bool((acc > level).all()), listing(acc)),
         _lowest(runs, acc, "sigmoid"),
-        Part("sigmoid converges slowest", reach.idxmax() == "sigmoid" and
-             reach["sigmoid"] > reach.drop("sigmoid").max() if "sigmoid" in reach else False,
-             f"epochs to {level:.0%} train accuracy: {listing(reach, epochs_text)}"),
+        _slowest(curves, runs, reach, "activation", "sigmoid", level),
     ]
     t = timed(timing, depth=1, loss="cross_entropy", hidden_size=784, batch_size=100)
     t = t[t["activation"].isin(acc.index)]
@@ -401,15 +429,43 @@ def judge_lr(runs, curves, timing, band=(5e-5, 1e-3), level=0.97, same=0.5, step
     return parts
 
 
+def _slowest(curves, runs, reach: pd.Series, factor: str, which: str, level: float) -> Part:
+    """``which`` converges slowest: the last to reach ``level`` on the seed-mean curves,
+    and at every seed."""
+    def slowest(r: pd.Series) -> bool:
+        return which in r and bool(r[which] > r.drop(which).max())
+
+    per = reach_per_seed(curves, runs, factor, level)
+    text = f"epochs to {level:.0%} train accuracy (seed mean curves): {listing(reach, epochs_text)}"
+    if len(per) > 1:
+        text += "; " + "; ".join(
+            f"seed {s}: {which} {epochs_text(r[which])}, next slowest "
+            f"{epochs_text(r.drop(which).max())}" for s, r in per.items() if which in r)
+    held = held_by_seeds(slowest(reach), [slowest(r) for r in per.values()])
+    return Part(f"{which} converges slowest", held, text, unresolved=held is None)
+
+
+def _faster_with(curves, runs, reach: pd.Series, factor: str, level: float, strong: float,
+                 name: str, what: str) -> Part:
+    """Larger ``factor`` reaches ``level`` sooner: rank correlation of the epochs with the
+    factor <= -``strong`` on the seed-mean curves, and at every seed."""
+    rc = rank_corr(reach.index, reach.values)
+    per = {s: rank_corr(r.index, r.values)
+           for s, r in reach_per_seed(curves, runs, factor, level).items()}
+    text = (f"epochs to {level:.0%} train accuracy (seed mean curves): "
+            f"{listing(reach, epochs_text)}; rank correlation with {what} {rc:+.2f} (faster: <= "
+            f"{-strong:g})" + (f"; {seeds_text(per)}" if len(per) > 1 else ""))
+    held = held_by_seeds(bool(rc <= -strong), [bool(v <= -strong) for v in per.values()])
+    return Part(name, held, text, unresolved=held is None)
+
+
 def judge_momentum(runs, curves, timing, level=0.97, strong=0.7, steps=None):
     acc = mean_by(runs, "momentum")
     reach = epochs_to(curves, runs, "momentum", level)
-    rc = rank_corr(reach.index, reach.values)
     ra = rank_corr(acc.index, acc.values)
     return [
-        Part("higher momentum converges faster", bool(rc <= -strong),
-             f"epochs to {level:.0%} train accuracy: {listing(reach, epochs_text)}; rank "
-             f"correlation with momentum {rc:+.2f} (faster: <= {-strong:g})"),
+        _faster_with(curves, runs, reach, "momentum", level, strong,
+                     "higher momentum converges faster", "momentum"),
         Part("and ends slightly higher", bool(ra >= 0.5),
              f"{listing(acc)}; rank correlation {ra:+.2f} (higher: >= 0.5)"),
     ]
@@ -517,18 +573,17 @@ def judge_batch_size(runs, curves, timing, level=0.97, visibly=1.5, steps=None,
 def judge_hidden_size(runs, curves, timing, knee=512, level=0.97, same=0.5, steps=None):
     acc = mean_by(runs, "hidden_size")
     low, high = acc[acc.index <= knee], acc[acc.index >= knee]
-    reach = epochs_to(curves, runs[runs["hidden_size"] <= knee], "hidden_size", level)
+    narrow = runs[runs["hidden_size"] <= knee]
+    reach = epochs_to(curves, narrow, "hidden_size", level)
     steps = np.diff(low.to_numpy()) * 100
-    rr = rank_corr(reach.index, reach.values)
     few = "fewer than 3 widths run" if len(low) < 3 else None
+    faster = _faster_with(curves, narrow, reach, "hidden_size", level, 0.7,
+                          f"16 to {knee}: wider is faster (fewer epochs)", "width")
     parts = [
         Part(f"16 to {knee}: wider is more accurate",
              None if few else bool((steps >= -TOL).all() and low.iloc[-1] > low.iloc[0]),
              few or listing(low)),
-        Part(f"16 to {knee}: wider is faster (fewer epochs)",
-             None if few else bool(rr <= -0.7),
-             few or f"epochs to {level:.0%} train accuracy: {listing(reach, epochs_text)}; "
-             f"rank correlation with width {rr:+.2f}"),
+        Part(faster.claim, None, few) if few else faster,
         _alike(f"{knee} to 2048: accuracy flat", runs[runs["hidden_size"] >= knee],
                "hidden_size", same),
     ]
