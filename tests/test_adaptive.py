@@ -207,18 +207,24 @@ def test_asha_promotes_from_checkpoints_in_the_same_run_bit_for_bit(tmp_path):
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_two_asha_launchers_one_killed_and_rerun_share_the_ladder(tmp_path):
-    args = [*ASHA, *GRID, "hydra.launcher.n_jobs=1", *_store(tmp_path, "two")]
-    procs = [_launch(tmp_path, *args, name=f"l{i}") for i in range(2)]
-    # one launcher SIGKILLed once the first rung has results: the other goes on
+def _two_launchers_one_killed(tmp: Path, args: list, experiment: str) -> tuple[str, list]:
+    """Two launchers of one ASHA sweep at once; one SIGKILLed once the first rung has 3
+    paused configurations, the other left to end; then the command rerun. (The rerun's
+    output, the experiment's runs.)"""
+    procs = [_launch(tmp, *args, name=f"l{i}") for i in range(2)]
     freeze_when(procs[0].pid, lambda: sum(r.data.tags.get("status") == "paused"
-                                          for r in _jobs(tmp_path, "two")) >= 3)
+                                          for r in _jobs(tmp, experiment)) >= 3)
     os.killpg(procs[0].pid, signal.SIGKILL)
     procs[0].wait(timeout=60)
-    assert procs[1].wait(timeout=600) == 0, (tmp_path / "l1.log").read_text()
-    rc, out = _train(tmp_path, *args, name="rerun")  # the killed one's share, if any left
+    assert procs[1].wait(timeout=600) == 0, (tmp / "l1.log").read_text()
+    rc, out = _train(tmp, *args, name="rerun")  # the killed one's share, if any left
     assert rc == 0, out
-    jobs = _jobs(tmp_path, "two")
+    return out, _jobs(tmp, experiment)
+
+
+def test_two_asha_launchers_one_killed_and_rerun_share_the_ladder(tmp_path):
+    args = [*ASHA, *GRID, "hydra.launcher.n_jobs=1", *_store(tmp_path, "two")]
+    out, jobs = _two_launchers_one_killed(tmp_path, args, "two")
     _check_ladder(tmp_path, jobs, 9)
     assert not [r for r in jobs if r.info.status == "RUNNING"]
     # each finished configuration: its straight-through metrics
@@ -237,15 +243,7 @@ def test_tpe_under_asha_two_launchers_one_killed_draw_n_trials_each_trained_once
     args = ["hydra.sweeper.sampler=tpe", "hydra.sweeper.n_trials=9", *ASHA,
             "lr=tag(log,interval(1e-3,1e-1))", "momentum=0.0,0.5,0.9", "epochs=9", *DATA,
             "hydra.launcher.n_jobs=1", *_store(tmp_path, "tpeasha")]
-    procs = [_launch(tmp_path, *args, name=f"l{i}") for i in range(2)]
-    freeze_when(procs[0].pid, lambda: sum(r.data.tags.get("status") == "paused"
-                                          for r in _jobs(tmp_path, "tpeasha")) >= 3)
-    os.killpg(procs[0].pid, signal.SIGKILL)
-    procs[0].wait(timeout=60)
-    assert procs[1].wait(timeout=600) == 0, (tmp_path / "l1.log").read_text()
-    rc, out = _train(tmp_path, *args, name="rerun")
-    assert rc == 0, out
-    jobs = _jobs(tmp_path, "tpeasha")
+    out, jobs = _two_launchers_one_killed(tmp_path, args, "tpeasha")
     _check_ladder(tmp_path, jobs, 9)  # 9 drawn in all, one run each, nothing left due
     assert len({_searched(r) for r in jobs}) == 9
     assert not [r for r in jobs if r.info.status == "RUNNING"]
