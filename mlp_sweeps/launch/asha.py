@@ -292,12 +292,16 @@ class Asha:
 
     # after ------------------------------------------------------------------------------------
     def stop_paused(self) -> int:
-        """Mark the paused configurations of an ended sweep ``stopped`` (at their rung)."""
+        """Mark the paused configurations of an ended sweep ``stopped`` (at their rung): those
+        paused, and those killed after they reached their rung (its metrics and checkpoint
+        recorded, the pause not: a launcher killed between the two)."""
         n = 0
         for t in self.read().values():
             for s in t.seeds:
-                if s.state == "idle" and s.run is not None \
-                        and s.run.data.tags.get(Tag.STATUS) == Outcome.PAUSED:
+                status = s.run.data.tags.get(Tag.STATUS) if s.run is not None else None
+                reached = status == Outcome.KILLED and s.rung >= 0 and (
+                    s.target is None or s.target <= s.rung)
+                if s.state == "idle" and (status == Outcome.PAUSED or reached):
                     self.ledger.tracker.set_tags(s.run.info.run_id,
                                                  {Tag.STATUS: Outcome.STOPPED})
                     n += 1
