@@ -84,6 +84,7 @@ class Asha:
         # the overrides that tell the configurations apart (how they are named here)
         self.varying = [k for k in keys[0] if len({d.get(k) for d in keys}) > 1] if keys else []
         self.params: dict[tuple, dict[str, Any]] = {}  # tpe: each trial's sampled values
+        self.seen: set = set()  # tpe: the sampled values already in the ladder (key_of)
         if self.search is not None:
             self.varying = list(self.search.space.dims)
             self.n_trials = self.search.n_trials
@@ -113,6 +114,12 @@ class Asha:
     def _add(self, params: dict[str, Any]) -> tuple | None:
         """A configuration of the tpe search into the ladder (its jobs prepared); None if
         it is in already."""
+        from mlp_sweeps.plan.samplers import key_of
+
+        seen = key_of(params)
+        if seen in self.seen:  # (read on every decision: composed once, not each time)
+            return None
+        self.seen.add(seen)
         jobs = self.search.jobs_of(params)
         key = trial_key(jobs[0].overrides)
         if key in self.trials:
