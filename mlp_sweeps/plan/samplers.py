@@ -31,8 +31,6 @@ __all__ = ["SAMPLERS", "Search", "Trial", "trials", "key_of"]
 
 #: ``hydra.sweeper.sampler``: grid (every combination, no Optuna) or one of Optuna's samplers
 SAMPLERS = ("grid", "random", "tpe")
-#: how a configuration of a successive-halving ladder is told to TPE (:meth:`Search.add`)
-LADDER_STATES = ("complete", "pruned", "running", "fail")
 #: draws per wanted configuration before a small space is said to be exhausted
 ATTEMPTS = 50
 
@@ -125,8 +123,8 @@ class Search:
 
     def add(self, params: Mapping[str, Any], state: str,
             values: Mapping[int, float] | None = None, value: float | None = None) -> None:
-        """A configuration run elsewhere told as an Optuna trial in ``state`` (one of
-        :data:`LADDER_STATES`): ``complete`` with its ``value``, ``pruned`` with its
+        """A configuration run elsewhere told as an Optuna trial in ``state``:
+        ``complete`` with its ``value``, ``pruned`` with its
         ``values`` per epoch as intermediate values, ``running`` (the constant liar's), or
         ``fail``; never drawn again."""
         from optuna.trial import TrialState, create_trial
