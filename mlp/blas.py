@@ -149,7 +149,7 @@ def gemm_tn_rows(x: np.ndarray, g: np.ndarray, out: np.ndarray, beta: float,
                  rows: slice) -> Prepared:
     """A prepared ``out[rows] <- x[:, rows]^T g + beta out[rows]``: rows ``rows`` of
     :func:`gemm_tn`, the same values as those rows of one undivided call when the block
-    starts on a multiple of the kernel's unroll (see :func:`mlp.threads.blocks`).
+    starts on a multiple of the kernel's unroll (see :func:`mlp.team.blocks`).
 
     x : (batch, m), g : (batch, n), out : (m, n), all C-contiguous of one dtype.
     """

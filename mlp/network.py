@@ -108,6 +108,19 @@ class MLP:
             g = self.acts[i - 1].backward(g, out=g)  # dL/du_{i}
         return self.linears[0].backward(g, need_input_grad=need_input_grad, sinks=per_layer[0])
 
+    def share(self, alloc) -> None:
+        """Move the parameters, values kept, into arrays made by ``alloc(shape, dtype)``
+        (shared memory for a team's helpers, :mod:`mlp.split`); :attr:`params` then names
+        the new arrays. Give an optimizer the same with :meth:`Optimizer.share
+        <mlp.optim.Optimizer.share>`."""
+        for lin in self.linears:
+            for name in ("W", "b"):
+                old = getattr(lin, name)
+                new = alloc(old.shape, old.dtype)
+                new[...] = old
+                setattr(lin, name, new)
+        self.params = [p for lin in self.linears for p in lin.params]
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters, named ``W1, b1, W2, b2, ...``."""
         return {f"{k}{i + 1}": p.copy() for i, lin in enumerate(self.linears)

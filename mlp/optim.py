@@ -119,8 +119,8 @@ class Optimizer:
         self._begin()
         self._apply(CALLER, self.params, *self._per_param())
 
-    # A step split across threads (:mod:`mlp.split`): ``begin_step()`` once, then
-    # ``step_part(sel)`` on disjoint blocks from any threads, every element updated once.
+    # A step split across a team (:mod:`mlp.split`): ``begin_step()`` once in every member,
+    # then ``step_part(sel)`` on disjoint blocks, every element updated once.
     def begin_step(self) -> None:
         """The step's own bookkeeping (e.g. Adam's step count), before its parts."""
         self._begin()
@@ -132,6 +132,26 @@ class Optimizer:
         keep = [j for j, s in enumerate(sel) if s.start < s.stop]  # empty blocks: nothing
         self._apply(PARALLEL, [self.params[j][sel[j]] for j in keep],
                     *[[arrays[j][sel[j]] for j in keep] for arrays in self._per_param()])
+
+    def share(self, params: list[np.ndarray], alloc) -> None:
+        """Update ``params`` from now on (the same values, moved: :meth:`mlp.network.MLP.share`)
+        and move the state the update reads element for element, and the sinks' arrays,
+        into arrays made by ``alloc(shape, dtype)``, values kept."""
+        moved: dict[int, np.ndarray] = {}
+
+        def move(a: np.ndarray) -> np.ndarray:
+            if id(a) not in moved:
+                moved[id(a)] = new = alloc(a.shape, a.dtype)
+                new[...] = a
+            return moved[id(a)]
+
+        for arrays in self._per_param():  # the lists the optimizer keeps: changed in place
+            arrays[:] = [move(a) for a in arrays]
+        for sink in self.sinks:
+            sink.out = move(sink.out)
+        if len(params) != len(self.params):
+            raise ValueError(f"{len(params)} parameters for {len(self.params)}")
+        self.params = list(params)
 
     def _begin(self) -> None:
         """Per-step bookkeeping; nothing by default."""

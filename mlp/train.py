@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from .data import Dataset, load
 from .network import MLP
 from .optim import Optimizer
 from .split import SplitStep
-from .threads import Team, busy_pools, competing_pools
+from .team import Team, busy_pools, can_fork, competing_pools, cpu_s
 
 __all__ = ["Result", "train", "evaluate", "load_data", "build", "cores", "warn_competing",
            "memory_bytes"]
@@ -133,8 +134,10 @@ def train(cfg: TrainConfig | Mapping[str, Any], callback: Callback | None = None
       running ``train_*`` means include.
     - ``threads``: the threads the run uses, by default the cores it may run on
       (:func:`cores`). Steps of batches large enough are split across them
-      (:mod:`mlp.split`), with every BLAS library at one thread; a warning, once, if a BLAS
-      pool the limit cannot reach would compete with them.
+      (:mod:`mlp.split`: the caller and ``threads - 1`` helper processes forked at the
+      first step, :mod:`mlp.team`), with every BLAS library at one thread; a warning, once,
+      if a BLAS pool the limit cannot reach would compete with them. Where a process
+      cannot fork (Windows), a warning and one thread.
 
     Same config and seed give identical results, bit for bit, whatever ``threads``, also
     across a checkpoint and resume (OpenBLAS, measured on its Haswell and SkylakeX kernels;
@@ -193,6 +196,11 @@ def _threads(threads: int):
 
     with threadpool_limits(1, user_api="blas"):
         warn_competing(threadpool_info(), threads)
+        if threads > 1 and not can_fork:
+            warnings.warn(f"threads={threads}: a run splits its steps across forked "
+                          f"processes, which {sys.platform} cannot fork; one thread",
+                          RuntimeWarning, stacklevel=4)
+            threads = 1
         if threads == 1:
             yield None
             return
@@ -203,10 +211,13 @@ def _threads(threads: int):
 def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, resume,
            team: Team | None, log_every_steps: int = 0, on_steps=None,
            stop_at: int | None = None, eval_train: bool = False) -> Result:
-    t_start, cpu_start = time.perf_counter(), time.process_time()
+    t_start, cpu_start = time.perf_counter(), cpu_s()  # the team's helpers included
     ds = data if data is not None else load_data(cfg)
     net, loss, opt = build(cfg, ds.n_features, ds.n_classes)
-    split = SplitStep(net, loss, opt, team) if team is not None else None
+    # the arrays a split step reads: those its helpers are forked with at its first step
+    inputs = [np.asarray(a) for a in (ds.x_train, ds.x_test, ds.x_val) if a is not None]
+    split = SplitStep(net, loss, opt, team, inputs, max(cfg.batch_size, EVAL_BATCH)) \
+        if team is not None else None
     shuffle_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
 
     # plain ndarray views of the (memory-mapped) arrays: no np.memmap subclass overhead per batch
@@ -241,7 +252,7 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
                 "dropout_rng": net.dropout_rng.bit_generator.state,
                 "history": list(history), "timing": dict(timing), "config": cfg.to_dict(),
                 "elapsed_s": before_s + clock() - t_start,
-                "cpu_s": before_cpu_s + time.process_time() - cpu_start}
+                "cpu_s": before_cpu_s + cpu_s() - cpu_start}
 
     with np.errstate(all="ignore"):  # overflow is detected as divergence, not warned about
         last = cfg.epochs if stop_at is None else stop_at
@@ -339,7 +350,7 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
     metrics = _summary(history, total, n)
     # the CPU time of the process's threads over the same span: against train_time_s it
     # tells how much of a core the run got (other processes on the machine take the rest)
-    metrics["cpu_time_s"] = before_cpu_s + time.process_time() - cpu_start
+    metrics["cpu_time_s"] = before_cpu_s + cpu_s() - cpu_start
     metrics["status"] = status
     if diverged_epoch is not None:
         metrics["diverged_epoch"] = diverged_epoch

@@ -27,7 +27,7 @@ What is measured, per epoch:
   epoch in the same process. The bias gradient's small ``1^T gu`` product is left out: it
   counts as overhead, like the bias add;
 - ``ratio = wall / floor``: 1.0 would mean everything except BLAS is free; ``CPU ratio``: the
-  same in this process's CPU time (``time.process_time``), robust to time-slicing on a loaded
+  same in the run's CPU time (:func:`mlp.team.cpu_s`: its threads and helper processes), robust to time-slicing on a loaded
   machine (with one BLAS thread; equal to ``ratio`` on an idle machine), for the epochs
   without evaluation (only the last epoch is evaluated);
 - ``samples/s`` = training examples / wall, and ``eval``: the epoch's test-set evaluation.
@@ -42,7 +42,7 @@ of it, per epoch and as medians over the epochs.
 thread count in PyTorch (CPU) and scikit-learn's ``MLPClassifier``, whichever are installed
 (``pip install -e ".[bench]"``): one epoch of each right after each of this project's epochs,
 in this process, and prints the per-epoch ratios (medians over the epochs), in wall time and
-in this process's CPU time (``time.process_time``: robust to time-slicing on a loaded
+in the run's CPU time (:func:`mlp.team.cpu_s`: robust to time-slicing on a loaded
 machine; equal to wall time on an idle one with one thread). With ``--peers`` only the last
 epoch is evaluated, so the other epochs' CPU time is training alone. Supported for
 ``loss=cross_entropy``, ``activation`` relu or sigmoid, no dropout, ``optimizer=sgd``.
@@ -75,6 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mlp import activations, losses  # noqa: E402
 from mlp.config import ConfigError, DataConfig, TrainConfig  # noqa: E402
 from mlp.perf import MatmulFloor, blas_info, forced_kernel_warning  # noqa: E402
+from mlp.team import cpu_s  # noqa: E402
 from mlp.train import cores, load_data, train  # noqa: E402
 
 PARTS = ("data", "forward", "backward", "update")
@@ -152,15 +153,15 @@ def bench(cfg: TrainConfig, epochs: int = 2, threads: int = 1,
         blas = blas_info()  # the libraries, their kernels
     rows: list[dict[str, Any]] = []
 
-    cpu_mark = [time.process_time()]
+    cpu_mark = [cpu_s()]
 
     def on_epoch(rec: dict[str, Any]) -> None:
-        cpu = time.process_time() - cpu_mark[0]  # the epoch (and its evaluation, if any)
+        cpu = cpu_s() - cpu_mark[0]  # the epoch (and its evaluation, if any)
         # (training holds BLAS at one thread: the floor and the peers get the run's count)
         with threadpool_limits(limits=threads, user_api="blas"):
-            c0 = time.process_time()
+            c0 = cpu_s()
             f = floor.run()  # right after the epoch (and its evaluation)
-            f_cpu = time.process_time() - c0
+            f_cpu = cpu_s() - c0
             wall = rec["epoch_time_s"]
             rows.append({"epoch": rec["epoch"], "wall_s": wall, "floor_s": f,
                          "ratio": wall / f, "floor_cpu_s": f_cpu,
@@ -169,12 +170,12 @@ def bench(cfg: TrainConfig, epochs: int = 2, threads: int = 1,
                          "train_loss": rec["train_loss"], "test_acc": rec.get("test_acc")})
             rows[-1]["cpu_s"] = None if "eval_time_s" in rec else cpu
             for peer in others:  # interleaved: a drift of the machine hits every one
-                c0 = time.process_time()
+                c0 = cpu_s()
                 t, loss = peer.epoch()
                 rows[-1][f"{peer.name}_s"] = t
-                rows[-1][f"{peer.name}_cpu_s"] = time.process_time() - c0
+                rows[-1][f"{peer.name}_cpu_s"] = cpu_s() - c0
                 rows[-1][f"{peer.name}_train_loss"] = loss
-        cpu_mark[0] = time.process_time()
+        cpu_mark[0] = cpu_s()
 
     result = train(cfg, callback=on_epoch, data=ds, threads=threads)
     done = max(len(rows), 1)

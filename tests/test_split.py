@@ -1,12 +1,16 @@
-"""One run on several threads (mlp/threads.py, mlp/split.py, the prepared BLAS calls of
-mlp/blas.py): the team runs every part and passes on failures, blocks cover their range,
+"""One run on several threads (mlp/team.py, mlp/split.py, the prepared BLAS calls of
+mlp/blas.py): the team runs every part in its own process, passes on failures and
+ends with its caller, blocks cover their range,
 and a step split across 2 or 3 threads gives the bits of the undivided step, for every
 kind of layer, loss, optimizer, batch shape and dtype, with checkpoints resumed on another
 thread count."""
 
 from __future__ import annotations
 
-import threading
+import os
+import subprocess
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -17,7 +21,7 @@ from mlp import checkpoint
 from mlp.blas import gemm_tn, gemm_tn_rows, gemv_t, gemv_t_cols
 from mlp.config import DataConfig, TrainConfig
 from mlp.split import ALIGN, SplitStep
-from mlp.threads import Team, blocks, competing_pools
+from mlp.team import Team, blocks, competing_pools, shared_empty
 from mlp.train import build, train, warn_competing
 
 TIME_KEYS = {"epoch_time_s", "eval_time_s"}
@@ -42,32 +46,105 @@ def _same(a, b) -> None:
 
 # -- the team ----------------------------------------------------------------------------
 
-def test_team_runs_every_part_on_its_own_thread():
-    seen: dict[int, int] = {}
+def test_team_runs_every_part_in_its_own_process():
+    pids, runs = shared_empty((3,), np.int64), shared_empty((3,), np.int64)
+    runs[:] = 0
+
+    def part(k):
+        pids[k] = os.getpid()
+        runs[k] += 1
+
     with Team(3) as team:
-        for _ in range(50):  # many hand-offs: none lost, none doubled
-            seen.clear()
-            team.run(lambda k: seen.__setitem__(k, threading.get_ident()))
-            assert sorted(seen) == [0, 1, 2]
-            assert seen[0] == threading.get_ident() and len(set(seen.values())) == 3
+        for i in range(1, 51):  # many hand-offs: none lost, none doubled
+            team.run(part)
+            assert list(runs) == [i] * 3
+        assert pids[0] == os.getpid() and len(set(pids)) == 3
+        helpers = list(pids[1:])
+    for pid in helpers:  # closed: the helpers have ended (and were reaped)
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
 
 
 @pytest.mark.parametrize("failing", [0, 1])
 def test_a_part_that_fails_is_raised_after_all_parts_ran(failing):
-    done = []
+    done = shared_empty((2,), np.int64)
+    done[:] = 0
 
     def part(k):
         if k == failing:
             raise ValueError(f"part {k} failed")
-        done.append(k)
+        done[k] += 1
+
+    def fine(k):
+        done[k] += 1
 
     with Team(2) as team:
+        team.register(part, fine)
         with pytest.raises(ValueError, match=f"part {failing} failed"):
             team.run(part)
-        assert done == [1 - failing]
-        done.clear()
-        team.run(lambda k: done.append(k))  # the team still works
-        assert sorted(done) == [0, 1]
+        assert done[1 - failing] == 1 and done[failing] == 0
+        team.run(fine)  # the team still works
+        assert done[1 - failing] == 2 and done[failing] == 1
+
+
+def test_a_function_the_team_did_not_know_when_it_forked_is_refused():
+    def first(k):
+        pass
+
+    def later(k):
+        pass
+
+    with Team(2) as team:
+        team.run(first)
+        with pytest.raises(RuntimeError, match="later.*registered after the team forked"):
+            team.run(later)
+        team.run(first)
+
+
+def test_a_helper_that_dies_is_named_and_its_cpu_time_is_counted():
+    def spend(k):
+        t = time.process_time()
+        while time.process_time() - t < 0.05:
+            pass
+
+    def die(k):
+        if k == 1:
+            os._exit(3)
+
+    with Team(2) as team:
+        team.register(spend, die)
+        team.run(spend)
+        assert team.helpers_cpu_s() >= 0.05
+        with pytest.raises(RuntimeError, match=r"team member 1 \(process \d+\) ended with exit "
+                                               r"code 3"):
+            team.run(die)
+
+
+def test_helpers_end_when_their_caller_is_killed(tmp_path):
+    script = (
+        "import os, sys, time\n"
+        "from mlp.team import Team, shared_empty\n"
+        "pid = shared_empty((1,), 'int64')\n"
+        "def part(k):\n"
+        "    if k: pid[0] = os.getpid()\n"
+        "team = Team(2)\n"
+        "team.run(part)\n"
+        "print(int(pid[0]), flush=True)\n"
+        "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    helper = int(proc.stdout.readline())
+    os.kill(helper, 0)  # alive while its caller is
+    proc.kill()
+    proc.wait()
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            os.kill(helper, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"helper {helper} outlived its killed caller")
 
 
 def test_a_closed_team_refuses_work_and_bad_sizes_are_named():

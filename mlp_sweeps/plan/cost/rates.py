@@ -38,13 +38,15 @@ def machine_key(threads: int) -> str:
 
 
 def _seconds(fn, reps: int) -> float:
-    """Seconds per call of ``fn`` over ``reps`` calls: the process's CPU time, or the wall
-    time if less (BLAS on several threads). CPU time does not grow when other processes
+    """Seconds per call of ``fn`` over ``reps`` calls: the process's CPU time (a team's
+    helper processes included), or the wall time if less (several threads or helpers). CPU time does not grow when other processes
     share the cores, so a kernel measured on a busy machine is cached at its own cost."""
-    w0, c0 = time.perf_counter(), time.process_time()
+    from mlp.team import cpu_s
+
+    w0, c0 = time.perf_counter(), cpu_s()
     for _ in range(reps):
         fn()
-    return min(time.perf_counter() - w0, time.process_time() - c0) / reps
+    return min(time.perf_counter() - w0, cpu_s() - c0) / reps
 
 
 def _repeat(fn, budget: float = 0.005, chunks: int = 3) -> float:
@@ -143,7 +145,7 @@ def split_rows(k: Kernel, threads: int) -> int | None:
     small-matrix kernels, an element-wise layer by its batch rows, the update always (in
     float32: float64 steps are not split)."""
     from mlp.split import ALIGN, SMALL
-    from mlp.threads import blocks
+    from mlp.team import blocks
 
     if threads < 2 or getattr(k, "dtype", "float32") != "float32" or isinstance(k, Step):
         return None
@@ -160,7 +162,7 @@ def split_rows(k: Kernel, threads: int) -> int | None:
 
 def _team_gemm(k: Gemm, rng, team) -> float:
     from mlp.split import ALIGN
-    from mlp.threads import blocks
+    from mlp.team import blocks
 
     dt = np.dtype(k.dtype)
     a = rng.standard_normal((k.k, k.m) if k.layout == "tn" else (k.m, k.k)).astype(dt)
@@ -169,39 +171,54 @@ def _team_gemm(k: Gemm, rng, team) -> float:
     b = b.T if k.layout == "nt" else b
     out = np.empty((k.m, k.n), dt)
     rows = blocks(k.m, team.n, ALIGN)
-    return _repeat(lambda: team.run(lambda t: np.matmul(a[rows[t]], b, out=out[rows[t]])))
+
+    def part(t: int) -> None:  # one function, known to the team before it forks
+        np.matmul(a[rows[t]], b, out=out[rows[t]])
+
+    return _repeat(lambda: team.run(part))
 
 
 def _team_hidden(k: Hidden, rng, team) -> float:
     from mlp.split import ALIGN
-    from mlp.threads import blocks
+    from mlp.team import blocks
 
     rows = blocks(k.batch, team.n, ALIGN)
     parts = [_hidden_once(k._replace(batch=r.stop - r.start), np.random.default_rng(t))
              for t, r in enumerate(rows)]
-    return _repeat(lambda: team.run(lambda t: parts[t]()))
+
+    def part(t: int) -> None:
+        parts[t]()
+
+    return _repeat(lambda: team.run(part))
 
 
 def _team_update(k: Update, rng, team) -> float:
     from mlp.optim import SGD
     from mlp.split import ALIGN
-    from mlp.threads import blocks
+    from mlp.team import blocks
 
     params = [rng.standard_normal(s).astype(k.dtype) * 0.01
               for i, o in zip(k.sizes[:-1], k.sizes[1:]) for s in ((i, o), (o,))]
     opt = SGD(params, lr=1e-6, momentum=0.9 if k.momentum else 0.0,
               weight_decay=1e-3 if k.weight_decay else 0.0)
     sel = [[blocks(p.shape[0], team.n, ALIGN)[t] for p in params] for t in range(team.n)]
-    return _repeat(lambda: team.run(lambda t: opt.step_part(sel[t])))
+
+    def part(t: int) -> None:
+        opt.step_part(sel[t])
+
+    return _repeat(lambda: team.run(part))
 
 
 def handoff_s(threads: int) -> float:
     """Seconds of one hand-off of work to a team of ``threads`` and back (a split step has
     three)."""
-    from mlp.threads import Team
+    from mlp.team import Team
+
+    def nothing(t: int) -> None:
+        pass
 
     with Team(threads) as team:
-        return _repeat(lambda: team.run(lambda t: None))
+        return _repeat(lambda: team.run(nothing))
 
 
 def measure(k: Kernel, threads: int = 1) -> float:
@@ -210,7 +227,7 @@ def measure(k: Kernel, threads: int = 1) -> float:
     a step's fixed cost gains its three hand-offs when the run splits steps."""
     from threadpoolctl import threadpool_limits
 
-    from mlp.threads import Team
+    from mlp.team import Team
 
     rng = np.random.default_rng(0)
     with threadpool_limits(limits=1, user_api="blas"), np.errstate(all="ignore"):
