@@ -55,7 +55,7 @@ def check_reachable(address: str, timeout: float) -> None:
     closed port, and forever on a port that is open but is not a Ray GCS."""
     host, port = _host_port(address)
     hint = (f"start the head (`ray start --head --port={port}`, docs/scaling.md), fix "
-            f"hydra.launcher.address, or use hydra/launcher=joblib.")
+            f"hydra.launcher.address, or use hydra/launcher=mlp_joblib (this machine).")
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass

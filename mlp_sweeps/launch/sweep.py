@@ -40,7 +40,6 @@ from mlp_sweeps.plan import parallelism
 from mlp_sweeps.plan import jobs as plan
 from mlp_sweeps.report import progress
 from mlp_sweeps.record import snapshot
-from mlp_sweeps.launch import workers
 from mlp_sweeps.errors import UserError, WorkerLost
 from mlp_sweeps.plan import options
 from mlp_sweeps.record.faults import MachineFault, diagnose, first_line
@@ -193,7 +192,7 @@ class _Sweep:
         """The workers started (they import while this process opens the store), the store
         opened and read: what finished is skipped, what another launcher holds noted."""
         settings, tracking, search, halver = self.settings, self.tracking, self.search, self.halver
-        self.warm = workers.prewarm(self.launcher, len(self.jobs))
+        self.warm = _offered(self.launcher, "prewarm", len(self.jobs))
         if not tracking.enabled:
             return
         from mlp_sweeps.record.tracking import Tracker
@@ -216,7 +215,7 @@ class _Sweep:
                 self.jobs, self.todo, self.done = self.jobs + more, self.todo + t, self.done + d
         except BaseException:  # e.g. an unreachable store: no workers left behind
             if self.warm is not None:
-                workers.release(self.launcher)
+                _offered(self.launcher, "release")
             raise
 
     def size(self) -> None:
@@ -243,10 +242,9 @@ class _Sweep:
         if self.warm is not None:
             self.warm.join()
             if not may_launch:
-                workers.release(self.launcher)
-        prepare = getattr(self.launcher, "prepare", None)  # e.g. Ray: connect to the cluster
-        if may_launch and callable(prepare):
-            prepare()
+                _offered(self.launcher, "release")
+        if may_launch:
+            _offered(self.launcher, "prepare")  # e.g. Ray: connect to the cluster
         if self.ledger is not None:
             self.quiet = progress.quiet_job_overrides(self.config, self.n_workers)
 
@@ -302,7 +300,8 @@ class _Sweep:
                 j.cost = job_s[j.config_hash]
         self.todo = plan.longest_first(self.todo)
         if est is not None:
-            workers.batch_short_jobs(self.launcher, [j.run_s for j in est.jobs], self.n_workers)
+            _offered(self.launcher, "batch_short_jobs", [j.run_s for j in est.jobs],
+                     self.n_workers)
 
     def launch(self) -> None:
         """Every job run (ASHA: the ladder; tpe: round after round, each told the results
@@ -341,7 +340,7 @@ class _Sweep:
                     self.others = wait_for_others(launcher, self.elsewhere, outcome, ledger,
                                                   parent, settings.max_batch_size, prog)
         self.status = RunStatus.FINISHED
-        workers.release(launcher)  # idle now: not waited for at exit
+        _offered(launcher, "release")  # idle now: not waited for at exit
 
     def close(self) -> tuple[dict[str, int], "Faults"]:
         """Runs left running closed, the summary, the search's and the ladder's, the report,
@@ -632,21 +631,19 @@ def wait_for_others(launcher, jobs: list[plan.Job], outcome: dict[str, Any], led
     return ended
 
 
-def worker_losses() -> tuple[type[BaseException], ...]:
-    """The exception types that mean a launcher lost a worker: our launchers' ``WorkerLost``
-    (Ray, SLURM), and for hydra-joblib-launcher, which raises what joblib raises, loky's
-    and concurrent.futures' public types for a worker process that died."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    from joblib.externals.loky.process_executor import TerminatedWorkerError
-
-    return WorkerLost, TerminatedWorkerError, BrokenProcessPool
+def _offered(launcher, name: str, *args):
+    """``launcher.<name>(*args)`` if the launcher offers it (what a launcher may add to
+    Hydra's API for a sweep: ``prepare``, ``prewarm``, ``batch_short_jobs``, ``release``,
+    see hydra_plugins/), else None."""
+    fn = getattr(launcher, name, None)
+    return fn(*args) if callable(fn) else None
 
 
 def is_worker_loss(e: BaseException) -> bool:
-    """A launcher error meaning a worker died, as opposed to an error in a job, which the
-    launcher returns per job (also when a library re-raised it, as its cause or context)."""
-    return any(isinstance(x, worker_losses()) for x in (e, e.__cause__, e.__context__))
+    """A launcher error meaning a worker died (each launcher raises ``WorkerLost`` for its
+    own kind of loss), as opposed to an error in a job, which the launcher returns per job
+    (also when a library re-raised it, as its cause or context)."""
+    return any(isinstance(x, WorkerLost) for x in (e, e.__cause__, e.__context__))
 
 
 def _loss_name(e: BaseException) -> str:

@@ -166,7 +166,7 @@ def _group_keys() -> list[Key]:
 
 def sections() -> list[Section]:
     """The reference, section by section, in the order of the data's way."""
-    from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
+    from hydra_plugins.mlp_sweeps_joblib.config import JoblibLauncherConf
     from hydra_plugins.mlp_sweeps_ray.config import RayLauncherConf
     from hydra_plugins.mlp_sweeps_sweeper.config import AshaConf, MlpSweeperConf
     from mlp.config import DataConfig, TrainConfig
@@ -188,9 +188,10 @@ def sections() -> list[Section]:
         Section("Sweeps", "`python train.py -m ...`: the `mlp` sweeper's settings.",
                 tuple(_keys(MlpSweeperConf, "hydra.sweeper.", skip=("asha",))
                       + _keys(AshaConf, "hydra.sweeper.asha."))),
-        Section("Launcher: joblib (the default)", "Parallel processes on this machine "
-                "(hydra-joblib-launcher's settings; `n_jobs` is the one users set).",
-                tuple(_keys(JobLibLauncherConf, "hydra.launcher."))),
+        Section("Launcher: joblib (the default)", "`hydra/launcher=mlp_joblib`: parallel "
+                "processes on this machine (hydra-joblib-launcher's settings; `n_jobs` is the "
+                "one users set).",
+                tuple(_keys(JoblibLauncherConf, "hydra.launcher."))),
         Section("Launcher: Ray", "`hydra/launcher=ray` (the `ray` extra).",
                 tuple(_keys(RayLauncherConf, "hydra.launcher."))),
     ]

@@ -1,4 +1,5 @@
-"""Worker processes of the joblib launcher: started early, released promptly.
+"""What the joblib launcher adds to hydra-joblib-launcher's: worker processes started early
+and released promptly, short jobs batched, a lost worker process raised as ``WorkerLost``.
 
 A sweep's fixed cost is mostly start-up: loky spawns its worker processes only when the
 launcher submits the first job, and each worker then imports NumPy, SciPy, Hydra and
@@ -14,18 +15,23 @@ at the end, the launching process waits at exit for the idle workers to shut dow
   what the launching process needs for the sweep's report (matplotlib, the tables): it
   would otherwise import them after the last job, on the sweep's critical path, while
   during the jobs it only waits;
-- :func:`release` stops the idle workers once the last job has returned.
-
-Only for hydra-joblib-launcher (loky); other launchers are left alone.
+- :func:`release` stops the idle workers once the last job has returned;
+- :func:`worker_loss`: loky's and concurrent.futures' public types for a worker process
+  that died, raised as :class:`~mlp_sweeps.errors.WorkerLost` (hydra-joblib-launcher
+  raises what joblib raises).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import contextlib
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
+
+from mlp_sweeps.errors import WorkerLost
+from mlp_sweeps.record.faults import first_line
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +57,10 @@ def warm() -> tuple[int, float]:
 
 
 def joblib_settings(launcher: Any) -> dict[str, Any] | None:
-    """The ``joblib.Parallel`` arguments hydra-joblib-launcher will use, or None if the
-    launcher is not it (or runs jobs in-process: ``n_jobs=1``)."""
-    try:
-        from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-    except ImportError:  # not installed: no launcher is joblib's
-        return None
+    """The ``joblib.Parallel`` arguments hydra-joblib-launcher will use, or None if it runs
+    jobs in-process (``n_jobs=1``)."""
     settings = getattr(launcher, "joblib", None)
-    if not isinstance(launcher, JoblibLauncher) or settings is None:
+    if settings is None:  # not set up yet (Hydra calls setup() before the sweep starts)
         return None
     cfg = dict(settings)
     cfg["backend"] = "loky"  # as the launcher does
@@ -121,7 +123,7 @@ def _import_report() -> None:
 
 def prewarm(launcher: Any, n_jobs: int) -> Prewarm | None:
     """Start (at most ``n_jobs``) joblib workers now, in the background; None if the
-    launcher is not joblib's or runs jobs in-process."""
+    launcher runs jobs in-process."""
     settings = joblib_settings(launcher)
     if settings is None or n_jobs < 2:
         return None
@@ -149,7 +151,11 @@ def batch_short_jobs(launcher: Any, run_seconds: list[float], n_workers: int) ->
 
 def release(launcher: Any) -> None:
     """Stop the joblib launcher's idle workers now (after the sweep's last job) instead of
-    at interpreter exit, where the launching process waits for them to shut down."""
+    at interpreter exit, where the launching process waits for them to shut down.
+
+    loky offers no public way to reach the reusable executor joblib made without making
+    one (``get_reusable_executor`` with other arguments replaces it): its module's
+    ``_executor`` is read here, the one private name this launcher uses."""
     if joblib_settings(launcher) is None:
         return
     try:
@@ -160,3 +166,18 @@ def release(launcher: Any) -> None:
             executor.shutdown(wait=False, kill_workers=True)
     except Exception as e:  # noqa: BLE001 - an optimisation only
         log.debug("Could not release the workers: %s", e)
+
+
+@contextlib.contextmanager
+def worker_loss() -> Iterator[None]:
+    """Raise loky's and concurrent.futures' errors for a worker process that died (killed,
+    out of memory) as :class:`~mlp_sweeps.errors.WorkerLost`, the loss as its cause."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    try:
+        yield
+    except (TerminatedWorkerError, BrokenProcessPool) as e:
+        raise WorkerLost(f"a joblib worker process died: {first_line(e)}") from e
+
