@@ -104,19 +104,16 @@ def ladder(out: Path) -> None:
 
 
 def pause(repeat: int, train_limit: int) -> None:
-    from hydra import compose, initialize_config_dir
-
+    from mlp_sweeps.plan.jobs import composing
     from mlp_sweeps.run import job as run
-    from mlp_sweeps.plan import schema
 
-    schema.register()
     tmp = Path(tempfile.mkdtemp())
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     base = [f"data.train_limit={train_limit}", "data.test_limit=1000", "test_every=1",
             "epochs=2", "progress=false", f"tracking.uri={uri}", "blas_threads=1"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with composing() as compose:
         def timed(*ov: str) -> tuple[float, dict]:
-            cfg = compose("config", overrides=[*base, *ov])
+            cfg = compose([*base, *ov])
             t0 = time.perf_counter()
             out = run.run(cfg)
             return time.perf_counter() - t0, out

@@ -62,22 +62,6 @@ def _sweep_args(case: str) -> list[str]:
     return [f"{k}={','.join(map(str, v))}" for k, v in grid.items()]
 
 
-def _configs(jobs: list[list[str]]):
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from mlp import TrainConfig
-    from mlp_sweeps.plan.schema import register
-
-    register()
-    out = []
-    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        for ov in jobs:
-            cfg = compose("config", overrides=ov)
-            out.append(TrainConfig.from_dict(OmegaConf.to_container(cfg, resolve=True)).validate())
-    return out
-
-
 def _sweep_file(tmp: Path) -> Path:
     """A config folder with a sweep file of (b)'s 12 jobs, a union of one-job grids."""
     folder = tmp / "conf"
@@ -94,12 +78,13 @@ def run_case(case: str, store: Path, workers: int, tmp: Path) -> dict:
     from mlflow.tracking import MlflowClient
 
     from mlp_sweeps.plan.cost import schedule as estimate
+    from mlp_sweeps.plan.jobs import train_configs
     from mlp_sweeps.read.results import load_runs
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     experiment = "bench-eta"
     jobs = _jobs(case)
-    configs = _configs(jobs)
+    configs = train_configs(jobs)
     try:
         before = load_runs(uri, experiment, latest_per_config=False)
     except ValueError:  # no such experiment yet: a fresh store

@@ -19,11 +19,12 @@ Pure: composing a job's config is a function passed in (Hydra's config loader in
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from omegaconf import OmegaConf
 
@@ -36,7 +37,8 @@ from mlp_sweeps.errors import UserError
 from mlp_sweeps.plan.job_config import structural as _structural
 
 __all__ = ["Job", "InvalidSweep", "expand", "grid_jobs", "validate", "plan", "composer",
-           "Composer", "longest_first", "cost", "grid_names"]
+           "Composer", "longest_first", "cost", "grid_names", "grids", "composing",
+           "train_configs"]
 
 
 class InvalidSweep(UserError):
@@ -300,6 +302,17 @@ def grid_names(sweep: str = "study") -> list[str]:
 def grids(sweep: str = "study") -> dict[str, dict[str, str]]:
     """The named grids of sweep file ``sweep`` as composed by Hydra: grid -> {key: its
     sweep values, e.g. ``"relu,gelu"``}; ``{}`` for a single-grid sweep."""
+    with composing() as compose:
+        cfg = compose([f"sweep={sweep}"], return_hydra_config=True)
+    return {name: {k: str(v) for k, v in (g or {}).items()}
+            for name, g in OmegaConf.to_container(cfg.hydra.sweeper.grids or {}).items()}
+
+
+@contextlib.contextmanager
+def composing() -> Iterator[Callable[..., Any]]:
+    """``compose(overrides, **kw)``: Hydra's composition of the project's ``conf/config``
+    (the schema registered) with ``overrides``, as ``train.py`` composes a run; inside a
+    running Hydra app its own, else Hydra initialised for the block."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -308,11 +321,20 @@ def grids(sweep: str = "study") -> dict[str, dict[str, str]]:
     from mlp_sweeps.plan import schema
 
     schema.register()
-    was = GlobalHydra.instance().is_initialized()
-    if was:
-        cfg = compose("config", overrides=[f"sweep={sweep}"], return_hydra_config=True)
-    else:
-        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config", overrides=[f"sweep={sweep}"], return_hydra_config=True)
-    return {name: {k: str(v) for k, v in (g or {}).items()}
-            for name, g in OmegaConf.to_container(cfg.hydra.sweeper.grids or {}).items()}
+
+    def one(overrides: Sequence[str] = (), **kw: Any) -> Any:
+        return compose("config", overrides=list(overrides), **kw)
+
+    if GlobalHydra.instance().is_initialized():
+        yield one
+        return
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        yield one
+
+
+def train_configs(jobs: Iterable[Sequence[str]]) -> list[TrainConfig]:
+    """Each job's (its overrides') training configuration, composed and validated as the
+    run of that job would be (the benchmarks' estimates are of these)."""
+    with composing() as compose:
+        return [TrainConfig.from_dict(OmegaConf.to_container(compose(ov), resolve=True))
+                .validate() for ov in jobs]
