@@ -229,22 +229,10 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
     status, diverged_epoch = "finished", None
     batches: dict[int, np.ndarray] = {}  # batch buffers by size (the last may be partial)
     clock = time.perf_counter
-    first = 1
-    before_s = 0.0  # training time spent before the checkpoint resumed from (other processes)
-    before_cpu_s = 0.0  # and the CPU time this process's threads used then
+    first, before_s, before_cpu_s = 1, 0.0, 0.0
     if resume is not None:
-        checkpoint.check_matches(resume, cfg.to_dict())
-        net.load_state_dict(resume["params"])
-        opt.load_state_dict(resume["optimizer"])
-        shuffle_rng.bit_generator.state = resume["shuffle_rng"]
-        net.dropout_rng.bit_generator.state = resume["dropout_rng"]
-        history = [dict(r) for r in resume["history"]]
-        timing.update(resume["timing"])
-        first = resume["epoch"] + 1
-        # checkpoints written before "elapsed_s" existed: the epochs' and evaluations' times
-        before_s = resume.get("elapsed_s", sum(r["epoch_time_s"] + r.get("eval_time_s", 0.0)
-                                               for r in history))
-        before_cpu_s = resume.get("cpu_s", before_s)
+        first, before_s, before_cpu_s = _resume(resume, cfg, net, opt, shuffle_rng, history,
+                                                timing)
 
     def state(epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "params": net.state_dict(), "optimizer": opt.state_dict(),
@@ -263,43 +251,14 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
             perm = shuffle_rng.permutation(n)
             loss_sum, correct = 0.0, 0
             for i_batch, start in enumerate(range(0, n, bs)):
-                t0 = clock()
                 idx = perm[start:start + bs]  # contiguous slice of the epoch's permutation
                 if split is not None and split.worth(len(idx)):  # the same step, split
-                    yb = y_train[idx]
-                    got = split.step(x_train, idx, yb, timing)
-                    if got is None:
-                        status, diverged_epoch = "diverged", epoch
-                        break
+                    got = split.step(x_train, idx, y_train[idx], timing)
                 else:
-                    xb = batches.get(len(idx))
-                    if xb is None:
-                        xb = batches[len(idx)] = np.empty((len(idx), x_train.shape[1]),
-                                                          net.dtype)
-                    if x_train.dtype == net.dtype:
-                        # mode="clip" (the indices are a permutation, always valid): with the
-                        # default "raise", take() buffers ``out`` and copies it a second time.
-                        x_train.take(idx, axis=0, out=xb, mode="clip")
-                    else:
-                        xb[...] = x_train[idx]
-                    yb = y_train[idx]
-                    t1 = clock()
-                    logits = net.forward(xb, train=True)
-                    loss.forward(logits, yb)
-                    if not math.isfinite(loss.mean):
-                        status, diverged_epoch = "diverged", epoch
-                        break
-                    got = int(np.count_nonzero(logits.argmax(axis=1) == yb))
-                    t2 = clock()
-                    # the gradients go straight to the optimizer's sinks (SGD: into the velocity)
-                    net.backward(loss.backward(), sinks=opt.sinks)
-                    t3 = clock()
-                    opt.step()
-                    t4 = clock()
-                    timing["data"] += t1 - t0
-                    timing["forward"] += t2 - t1
-                    timing["backward"] += t3 - t2
-                    timing["update"] += t4 - t3
+                    got = _step(net, loss, opt, x_train, y_train, idx, batches, timing)
+                if got is None:  # the loss is not finite: nothing was updated
+                    status, diverged_epoch = "diverged", epoch
+                    break
                 loss_sum += loss.mean * len(idx)
                 correct += got
                 if log_every_steps and on_steps is not None:
@@ -316,19 +275,7 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
                 "epoch_time_s": clock() - t_epoch,
             }
             if epoch % cfg.test_every == 0 or epoch == last:
-                t0 = clock()
-                record["test_loss"], record["test_acc"] = \
-                    evaluate(net, loss, ds.x_test, ds.y_test) if split is None else \
-                    split.evaluate(np.asarray(ds.x_test), ds.y_test, EVAL_BATCH)
-                if ds.x_val is not None:  # held out of training: what a search ranks by
-                    record["val_loss"], record["val_acc"] = \
-                        evaluate(net, loss, ds.x_val, ds.y_val) if split is None else \
-                        split.evaluate(np.asarray(ds.x_val), ds.y_val, EVAL_BATCH)
-                if eval_train:  # the training set as the test set is seen
-                    record["train_eval_loss"], record["train_eval_acc"] = \
-                        evaluate(net, loss, x_train, y_train) if split is None else \
-                        split.evaluate(x_train, y_train, EVAL_BATCH)
-                record["eval_time_s"] = clock() - t0
+                record.update(_evaluations(net, loss, ds, split, eval_train))
                 timing["eval"] += record["eval_time_s"]
                 if not math.isfinite(record["test_loss"]):  # the epoch's last updates blew up
                     status, diverged_epoch = "diverged", epoch
@@ -355,6 +302,82 @@ def _train(cfg: TrainConfig, callback, data, checkpoint_every, on_checkpoint, re
     if diverged_epoch is not None:
         metrics["diverged_epoch"] = diverged_epoch
     return Result(status, history, metrics, timing, net, cfg)
+
+
+def _resume(resume: dict[str, Any], cfg: TrainConfig, net: MLP, opt: Optimizer,
+            shuffle_rng: np.random.Generator, history: list[dict[str, Any]],
+            timing: dict[str, float]) -> tuple[int, float, float]:
+    """Restore a checkpoint's state (its config checked against ``cfg``) into the run's
+    objects and lists; (the first epoch to train, the training seconds and the CPU seconds
+    spent before the checkpoint, in other processes)."""
+    checkpoint.check_matches(resume, cfg.to_dict())
+    net.load_state_dict(resume["params"])
+    opt.load_state_dict(resume["optimizer"])
+    shuffle_rng.bit_generator.state = resume["shuffle_rng"]
+    net.dropout_rng.bit_generator.state = resume["dropout_rng"]
+    history[:] = [dict(r) for r in resume["history"]]
+    timing.update(resume["timing"])
+    # checkpoints written before "elapsed_s" existed: the epochs' and evaluations' times
+    before_s = resume.get("elapsed_s", sum(r["epoch_time_s"] + r.get("eval_time_s", 0.0)
+                                           for r in history))
+    return resume["epoch"] + 1, before_s, resume.get("cpu_s", before_s)
+
+
+def _step(net: MLP, loss, opt: Optimizer, x_train: np.ndarray, y_train: np.ndarray,
+          idx: np.ndarray, batches: dict[int, np.ndarray],
+          timing: dict[str, float]) -> int | None:
+    """One undivided training step on the rows ``idx`` of ``x_train`` and ``y_train``: the
+    number of correct predictions, or None if the loss is not finite (nothing updated).
+    ``batches``: the batch buffers by size (the last batch may be partial)."""
+    clock = time.perf_counter
+    t0 = clock()
+    xb = batches.get(len(idx))
+    if xb is None:
+        xb = batches[len(idx)] = np.empty((len(idx), x_train.shape[1]), net.dtype)
+    if x_train.dtype == net.dtype:
+        # mode="clip" (the indices are a permutation, always valid): with the default
+        # "raise", take() buffers ``out`` and copies it a second time.
+        x_train.take(idx, axis=0, out=xb, mode="clip")
+    else:
+        xb[...] = x_train[idx]
+    yb = y_train[idx]
+    t1 = clock()
+    logits = net.forward(xb, train=True)
+    loss.forward(logits, yb)
+    if not math.isfinite(loss.mean):
+        return None
+    got = int(np.count_nonzero(logits.argmax(axis=1) == yb))
+    t2 = clock()
+    # the gradients go straight to the optimizer's sinks (SGD: into the velocity)
+    net.backward(loss.backward(), sinks=opt.sinks)
+    t3 = clock()
+    opt.step()
+    t4 = clock()
+    timing["data"] += t1 - t0
+    timing["forward"] += t2 - t1
+    timing["backward"] += t3 - t2
+    timing["update"] += t4 - t3
+    return got
+
+
+def _evaluations(net: MLP, loss, ds: Dataset, split: SplitStep | None,
+                 eval_train: bool) -> dict[str, float]:
+    """An evaluation epoch's figures: the test set's loss and accuracy, the validation
+    set's if held out (what a search ranks by), the training set's with ``eval_train``,
+    and ``eval_time_s``."""
+    t0 = time.perf_counter()
+    out: dict[str, float] = {}
+    sets = [("test", ds.x_test, ds.y_test)]
+    if ds.x_val is not None:
+        sets.append(("val", ds.x_val, ds.y_val))
+    if eval_train:
+        sets.append(("train_eval", ds.x_train, ds.y_train))
+    for name, x, y in sets:
+        x = np.asarray(x)  # a plain view of a memory-mapped array: the split's input
+        out[f"{name}_loss"], out[f"{name}_acc"] = \
+            evaluate(net, loss, x, y) if split is None else split.evaluate(x, y, EVAL_BATCH)
+    out["eval_time_s"] = time.perf_counter() - t0
+    return out
 
 
 def _summary(history: list[dict[str, Any]], total_s: float, n_train: int) -> dict[str, Any]:
