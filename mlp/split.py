@@ -74,7 +74,6 @@ def _whole(n: int, parts: int, owner: int) -> list[slice]:
 class _Plan:
     """The buffers (views of the shared ones) and prepared products of one batch size."""
 
-    b: int
     xb: np.ndarray  # the batch
     idx: np.ndarray  # its rows of the input array
     hidden: list[np.ndarray]  # each hidden layer's output (activation applied in place)
@@ -195,7 +194,7 @@ class SplitStep:
                          2 * i, w_rows[k])
             task(owner_b, gemv_t_cols(grads_out[i], ones, sb.out, sb.beta, slice(0, o)),
                  2 * i + 1, slice(0, o))
-        return _Plan(b, xb, self._idx[:b], hidden, dropped, masks, logits, grad_logits, gx,
+        return _Plan(xb, self._idx[:b], hidden, dropped, masks, logits, grad_logits, gx,
                      rows, work)
 
     # -- the command, written by the caller, read by every member ---------------------------
